@@ -1,0 +1,55 @@
+"""pymysqlpool_registry: a thread-safe PyMySQL connection pool with named pools and plugins."""
+
+from __future__ import annotations
+
+import logging
+
+from ._manager import PolicyManager
+from .config import PoolConfig
+from .connection import Connection
+from .errors import (
+    ConnectionReturnedError,
+    GetConnectionFromPoolError,
+    PluginError,
+    PoolClosedError,
+    PoolError,
+    PoolTimeout,
+    UnknownPoolError,
+)
+from .hookspecs import Verdict, hookimpl
+from .pool import ConnectionPool
+from .registry import Registry
+
+__all__ = [
+    "Connection",
+    "ConnectionPool",
+    "ConnectionReturnedError",
+    "GetConnectionFromPoolError",
+    "PluginError",
+    "PolicyManager",
+    "PoolClosedError",
+    "PoolConfig",
+    "PoolError",
+    "PoolTimeout",
+    "Registry",
+    "UnknownPoolError",
+    "Verdict",
+    "hookimpl",
+    "logger",
+    "registry",
+]
+
+#: The package's logger; the DEBUG lines "Get connection from pool(NAME)" and
+#: "Put connection back to pool(NAME)" come from it. No handler is added here.
+logger = logging.getLogger("pymysqlpool_registry")
+
+#: The default registry, for programs that need just one.
+registry = Registry()
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("pymysqlpool-registry")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

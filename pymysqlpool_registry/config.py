@@ -1,0 +1,172 @@
+"""PoolConfig: the frozen, validated settings of one pool (PyMySQL arguments plus pool policy)."""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import pymysql
+from attrs import validators as v
+
+# PyMySQL's own keyword arguments, read from its signature so a new PyMySQL release needs no edit here.
+PYMYSQL_ARGUMENTS = frozenset(
+    name
+    for name, param in inspect.signature(pymysql.connections.Connection.__init__).parameters.items()
+    if param.kind is inspect.Parameter.KEYWORD_ONLY
+)
+_DEPRECATED_ALIASES = {"db": "database", "passwd": "password"}
+_POSITIVE_OR_NONE: Any = v.optional(v.gt(0.0))
+_NON_NEGATIVE_OR_NONE: Any = v.optional(v.ge(0.0))
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _redact(value: object) -> str:
+    return "None" if value is None else "'***'"
+
+
+def _keys_only(value: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{key!r}: ..." for key in sorted(value)) + "}"
+
+
+def _check_connect_args(instance: PoolConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
+    fields = attrs.fields_dict(PoolConfig)
+    for key in value:
+        if key in fields or key in _DEPRECATED_ALIASES:
+            raise ValueError(f"connect_args: {key!r} is a PoolConfig field; set it directly")
+        if key not in PYMYSQL_ARGUMENTS:
+            raise ValueError(f"connect_args: {key!r} is not a pymysql.connect() argument")
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen(kw_only=True)
+class PoolConfig:
+    """Everything one pool needs: how to connect (PyMySQL's arguments) and how to lend.
+
+    Change a config with :func:`attrs.evolve`, which validates again; build one from the
+    keyword arguments of the old ``ConnectionPool(**kwargs)`` with :meth:`from_kwargs`.
+    """
+
+    # --- how to connect: passed to pymysql.connect() ---
+    host: str = attrs.field(default="localhost", validator=[v.instance_of(str), v.min_len(1)])
+    port: int = attrs.field(default=3306, validator=[v.instance_of(int), v.ge(1), v.le(65535)])
+    user: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    password: str = attrs.field(default="", repr=_redact, validator=v.instance_of(str))
+    database: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    unix_socket: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    charset: str = attrs.field(default="utf8mb4", validator=[v.instance_of(str), v.min_len(1)])
+    autocommit: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    init_command: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    #: Seconds to open the socket *and* finish the handshake (a server that never greets is bounded).
+    connect_timeout: float = attrs.field(default=10.0, converter=float, validator=v.gt(0.0))
+    read_timeout: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_POSITIVE_OR_NONE
+    )
+    write_timeout: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_POSITIVE_OR_NONE
+    )
+    ssl: Mapping[str, Any] | None = attrs.field(default=None, repr=_redact)
+    #: ``None``: TLS off for loopback hosts and unix sockets (saves ~40 ms a connect), PyMySQL's
+    #: default (TLS if the server offers it) elsewhere.
+    ssl_disabled: bool | None = attrs.field(default=None, validator=v.optional(v.instance_of(bool)))
+    #: Any other ``pymysql.connect()`` keyword argument (cursorclass, sql_mode, ssl_ca, ...).
+    connect_args: dict[str, Any] = attrs.field(
+        factory=dict,
+        converter=dict,
+        repr=_keys_only,
+        validator=[v.instance_of(dict), _check_connect_args],
+    )
+
+    # --- how to lend ---
+    #: Connections opened when the pool is created and kept open.
+    min_size: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    #: Most connections open at once, lent and idle together.
+    max_size: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(1)])
+    #: Seconds :meth:`ConnectionPool.get_connection` waits per try (0: don't wait).
+    timeout: float = attrs.field(default=30.0, converter=float, validator=v.ge(0.0))
+    #: Further tries after the first one times out.
+    retry_num: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    #: Lend the most recently returned connection first (keeps few connections hot).
+    lifo: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    #: Ping a connection before lending it if it sat idle longer than this (0: always, None: never).
+    ping_interval: float | None = attrs.field(
+        default=1.0, converter=_optional_float, validator=_NON_NEGATIVE_OR_NONE
+    )
+    #: Seconds a pre-ping may take before the connection counts as dead.
+    ping_timeout: float = attrs.field(default=3.0, converter=float, validator=v.gt(0.0))
+    #: On return: ``"rollback"`` ends an open transaction; ``"session"`` also clears session
+    #: state (user variables, locks, temporary tables) with COM_RESET_CONNECTION when any
+    #: statement ran.
+    reset: Literal["rollback", "session"] = attrs.field(
+        default="rollback", validator=v.in_(("rollback", "session"))
+    )
+    #: Refuse a return from a thread other than the borrower (catches a stale double close).
+    check_owner_thread: bool = attrs.field(default=True, validator=v.instance_of(bool))
+
+    @max_size.validator
+    def _check_sizes(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if self.min_size > value:
+            raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({value})")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> PoolConfig:
+        """Build a config from flat keyword arguments, as ``pymysql.connect()`` takes them.
+
+        ``size`` sets both ``min_size`` and ``max_size`` (the old pymysql-pool's fixed pool);
+        other PyMySQL arguments go to ``connect_args``; anything else is an error.
+        """
+        fields = attrs.fields_dict(cls)
+        own: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+        if "size" in kwargs:
+            size = kwargs.pop("size")
+            own["min_size"] = own["max_size"] = size
+        for key, value in kwargs.items():
+            key = _DEPRECATED_ALIASES.get(key, key)
+            if key in fields:
+                own[key] = value
+            elif key in PYMYSQL_ARGUMENTS:
+                extra[key] = value
+            else:
+                raise TypeError(
+                    f"unknown option {key!r}: neither a pool setting nor a pymysql.connect() argument"
+                )
+        return cls(connect_args=extra, **own)
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for ``pymysql.connect()``."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+            "unix_socket": self.unix_socket,
+            "charset": self.charset,
+            "autocommit": self.autocommit,
+            "init_command": self.init_command,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "write_timeout": self.write_timeout,
+            "ssl": self.ssl,
+            "ssl_disabled": self.ssl_disabled,
+        }
+        if self.ssl_disabled is None and self.ssl is None:
+            wants_tls = any(key.startswith("ssl") for key in self.connect_args)
+            if not wants_tls and (self.unix_socket or _is_local(self.host)):
+                kwargs["ssl_disabled"] = True
+        kwargs.update(self.connect_args)
+        return kwargs

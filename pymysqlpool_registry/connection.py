@@ -1,0 +1,230 @@
+"""Connection: a PyMySQL connection that goes back to its pool on close() or at the end of ``with``."""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+from pymysql.constants import COMMAND, SERVER_STATUS
+
+from .errors import ConnectionReturnedError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from .pool import ConnectionPool
+
+_Base: Any = pymysql.connections.Connection
+_COM_RESET_CONNECTION = 0x1F
+
+
+class Connection(_Base):  # type: ignore[misc]
+    """A ``pymysql.connections.Connection`` that knows its pool.
+
+    Without a pool it behaves exactly like PyMySQL's. Lent by a pool, ``close()`` and the end
+    of a ``with conn:`` block give it back instead of closing the socket, and using it after
+    that raises :class:`~pymysqlpool_registry.ConnectionReturnedError`.
+    """
+
+    # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
+    _pool: ConnectionPool | None = None
+    _lent = False
+    _borrower = 0
+    _lent_at = 0.0
+    _idle_since = 0.0
+    _generation = 0
+    _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
+    _poller: Any = None
+    _shared_cursor: Any = None
+    _read_timeout: float | None  # PyMySQL's, declared for the type checker
+    _write_timeout: float | None
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self.port}" if not self.unix_socket else self.unix_socket
+        pool = self._pool
+        if pool is None:
+            state = "open" if self.open else "closed"
+            return f"<{type(self).__name__} {where} {state}>"
+        state = "lent" if self._lent else "idle"
+        return f"<{type(self).__name__} {where} pool={pool.name!r} {state}>"
+
+    # --- giving back ---
+
+    def close(self) -> None:
+        """Give the connection back to its pool, or close it if it has none."""
+        pool = self._pool
+        if pool is None:
+            super().close()
+        else:
+            pool._give_back(self, None)
+
+    def __enter__(self) -> Self:
+        """Enter ``with conn:``; a connection already given back is taken out again for the block.
+
+        That is pymysql-pool's context-manager "multiplexing": ``conn.close()`` and later
+        ``with conn:`` work as long as no other borrower holds the connection meanwhile.
+        """
+        if not self._lent and self._pool is not None:
+            self._pool._take_back(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pool = self._pool
+        if pool is None:
+            super().__exit__(exc_type, exc, tb)
+        else:
+            pool._give_back(self, exc)
+
+    # --- guarding and tracking every command ---
+
+    def _execute_command(self, command: int, sql: Any) -> Any:
+        if not self._lent and self._pool is not None:
+            raise ConnectionReturnedError(
+                0,
+                f"this connection was already returned to pool({self._pool.name}); "
+                "take another with get_connection()",
+            )
+        if command != COMMAND.COM_PING:
+            self._dirty = True
+        return super()._execute_command(command, sql)
+
+    def commit(self) -> None:
+        super().commit()
+        self._dirty = False
+
+    def rollback(self) -> None:
+        super().rollback()
+        self._dirty = False
+
+    # --- helpers the pool and its default plugins use ---
+
+    @property
+    def in_transaction(self) -> bool:
+        """True if a transaction may be open, so COMMIT or ROLLBACK is needed to end it.
+
+        The server's flag misses the implicit transaction a plain SELECT opens with
+        autocommit off, so then any statement since the last COMMIT/ROLLBACK counts.
+        """
+        status = self.server_status
+        if status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            return True
+        return self._dirty and not status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+
+    def socket_readable(self) -> bool:
+        """True if the idle socket has data or EOF waiting: the server closed or broke it."""
+        sock = self._sock
+        if sock is None:
+            return True
+        poller = self._poller
+        if poller is None:
+            if not hasattr(select, "poll"):  # pragma: no cover - Windows
+                return bool(select.select([sock], [], [], 0)[0])
+            poller = self._poller = select.poll()
+            poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def ping_within(self, timeout: float) -> None:
+        """COM_PING with read and write bounded by *timeout* seconds; raises if it fails."""
+        saved = self._read_timeout, self._write_timeout
+        self._read_timeout = self._write_timeout = timeout
+        try:
+            self.ping(reconnect=False)
+        finally:
+            self._read_timeout, self._write_timeout = saved
+
+    def reset_session(self, charset: str, autocommit: bool, init_command: str | None) -> None:
+        """COM_RESET_CONNECTION, then restore what the pool's config set at connect."""
+        self._execute_command(_COM_RESET_CONNECTION, b"")
+        self._read_ok_packet()
+        self._execute_command(
+            COMMAND.COM_QUERY, f"SET NAMES {charset}, autocommit={int(autocommit)}"
+        )
+        self._read_ok_packet()
+        if init_command is not None:
+            self.query(init_command)
+        self._dirty = False
+
+    def discard(self) -> None:
+        """Close the socket for good (politely if it is still open)."""
+        self._lent = False
+        if self.open:
+            try:
+                super().close()
+            except Exception:  # noqa: BLE001 - the socket is going away either way
+                self._force_close()
+
+    # --- the old pymysql-pool conveniences ---
+
+    def execute(self, query: str, args: Any = None) -> int:
+        """Run *query* on a cursor kept for this loan; read rows with ``fetch*``.
+
+        Lets pymysql-pool 0.3 code written as ``with conn as cur: cur.execute(...)`` keep
+        working. Returns the number of affected (or selected) rows.
+        """
+        if self._shared_cursor is None:
+            self._shared_cursor = self.cursor()
+        return int(self._shared_cursor.execute(query, args))
+
+    def executemany(self, query: str, args: Sequence[Any]) -> int:
+        """``executemany`` on the cursor that :meth:`execute` uses."""
+        if self._shared_cursor is None:
+            self._shared_cursor = self.cursor()
+        return int(self._shared_cursor.executemany(query, args))
+
+    def fetchone(self) -> Any:
+        """The next row of the last :meth:`execute`."""
+        return self._shared_cursor.fetchone()
+
+    def fetchmany(self, size: int | None = None) -> Any:
+        """The next *size* rows of the last :meth:`execute`."""
+        return self._shared_cursor.fetchmany(size)
+
+    def fetchall(self) -> Any:
+        """The remaining rows of the last :meth:`execute`."""
+        return self._shared_cursor.fetchall()
+
+    def execute_query(
+        self,
+        query: str,
+        args: Any = (),
+        dictcursor: bool = False,
+        return_one: bool = False,
+        exec_many: bool = False,
+    ) -> Any:
+        """Run one query and return its rows (one row with *return_one*), as pymysql-pool did.
+
+        Like pymysql-pool, this is a whole loan: on success the work is committed, and a
+        pooled connection then goes back to its pool (use a cursor to run several queries).
+        """
+        try:
+            with self.cursor(pymysql.cursors.DictCursor if dictcursor else None) as cur:
+                if exec_many:
+                    cur.executemany(query, args)
+                else:
+                    cur.execute(query, args)
+                rows = cur.fetchone() if return_one else cur.fetchall()
+            if self.in_transaction:
+                self.commit()
+        except BaseException as exc:
+            if self._pool is not None:
+                self._pool._give_back(self, exc)
+            raise
+        if self._pool is not None:
+            self._pool._give_back(self, None)
+        return rows
+
+    def _end_loan(self) -> None:
+        """Forget per-loan state (the pool calls this on every return)."""
+        cursor = self._shared_cursor
+        if cursor is not None:
+            self._shared_cursor = None
+            cursor.close()

@@ -1,0 +1,1 @@
+"""The built-in behaviour, written as ordinary plugins (each registered first and marked trylast)."""

@@ -1,0 +1,33 @@
+"""Default pre-ping: a free socket check always, COM_PING after ``ping_interval`` idle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pymysql
+
+from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..pool import ConnectionPool
+
+
+@hookimpl(trylast=True)
+def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: float) -> bool:
+    """Reject a connection whose socket the server closed; ping one idle too long.
+
+    An idle socket with data waiting has been closed (or broken) by the server: a restart,
+    ``KILL`` or ``wait_timeout``. That check costs no round trip; a connection idle longer
+    than ``ping_interval`` also gets a COM_PING bounded by ``ping_timeout``.
+    """
+    if connection.socket_readable():
+        return False
+    interval = pool.config.ping_interval
+    if interval is None or idle < interval:
+        return True
+    try:
+        connection.ping_within(pool.config.ping_timeout)
+    except pymysql.err.Error:
+        return False
+    return True

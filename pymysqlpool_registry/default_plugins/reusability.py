@@ -1,0 +1,47 @@
+"""Default reusability policy: decide from the MySQL error number and the socket's state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pymysql
+
+from ..hookspecs import Verdict, hookimpl
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..pool import ConnectionPool
+
+#: Error numbers after which a connection is dead even if its socket still looks open:
+#: server gone/lost, commands out of sync, 2045/2055 (lost during handshake or read),
+#: 4031 (MySQL 8 idle disconnect), 1927 (MariaDB connection killed), 1053 (server shutdown).
+DISCONNECT_ERRNOS = frozenset({2006, 2013, 2014, 2045, 2055, 4031, 1927, 1053})
+
+
+def error_number(error: BaseException) -> int | None:
+    """The MySQL error number of a PyMySQL error, or None."""
+    if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
+        return error.args[0]
+    return None
+
+
+@hookimpl(trylast=True)
+def pymysqlpool_classify_error(
+    pool: ConnectionPool, connection: Connection, error: BaseException
+) -> Verdict:
+    """Discard a dead or desynchronised connection; roll back after a server error.
+
+    A deadlock (1213), lock wait timeout (1205), duplicate key or SQL error leaves a healthy
+    connection: it is rolled back and reused. An exception that is not an ``Exception``
+    (KeyboardInterrupt, ...) may have cut a reply in half, so that connection is discarded.
+    """
+    if not connection.open or isinstance(error, pymysql.err.InterfaceError):
+        return Verdict.DISCARD
+    if not isinstance(error, Exception):
+        return Verdict.DISCARD
+    result = connection._result
+    if result is not None and result.unbuffered_active:
+        return Verdict.DISCARD  # an unread streamed result: draining it could take long
+    if isinstance(error, pymysql.err.Error):
+        return Verdict.DISCARD if error_number(error) in DISCONNECT_ERRNOS else Verdict.RESET
+    return Verdict.REUSE

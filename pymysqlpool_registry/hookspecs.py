@@ -1,0 +1,103 @@
+"""Hook specifications: every decision and event a plugin can take part in.
+
+Plugins implement these with the :data:`hookimpl` marker. Hooks are called with keyword
+arguments; an implementation may accept any subset of them. The built-in behaviour is a set of
+default plugins (``pymysqlpool_registry.default_plugins``) marked ``trylast``, so a plugin's
+answer to a ``firstresult`` hook wins and ``None`` means "let the next plugin decide".
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .pool import ConnectionPool
+
+PROJECT_NAME = "pymysqlpool_registry"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Decorator for plugin implementations of the hooks below.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Verdict(enum.Enum):
+    """What becomes of a connection after an exception was raised while it was lent."""
+
+    #: Return it as after normal use (a transaction left open is still rolled back).
+    REUSE = "reuse"
+    #: Roll back unconditionally, then reuse.
+    RESET = "reset"
+    #: Close it; the pool opens a new one when needed.
+    DISCARD = "discard"
+    #: Close it and every connection opened before it (e.g. after a failover).
+    INVALIDATE_POOL = "invalidate_pool"
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_create_connection(
+    pool: ConnectionPool, reason: str, timeout: float
+) -> Connection | None:
+    """Open a new connection for *pool* within *timeout* seconds (*reason*: ``"fill"``, ``"grow"``).
+
+    Return a :class:`~pymysqlpool_registry.Connection` (or subclass) that is connected, or
+    ``None`` to let the next plugin decide. The default builds one from ``pool.config``.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_classify_error(
+    pool: ConnectionPool, connection: Connection, error: BaseException
+) -> Verdict | None:
+    """Decide what happens to *connection* after *error* was raised while it was lent.
+
+    Return a :class:`Verdict`, or ``None`` to let the next plugin decide. The default decides
+    from the MySQL error number and whether the socket is still open.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: float) -> bool | None:
+    """Tell whether *connection*, idle for *idle* seconds, is fit to lend.
+
+    Return ``True`` to lend it, ``False`` to discard it (the pool then takes or opens another),
+    ``None`` to let the next plugin decide. The default checks the socket without a round trip
+    and sends COM_PING (bounded by ``ping_timeout``) after ``ping_interval`` seconds idle.
+    Stops at first non-None result.
+    """
+
+
+@hookspec
+def pymysqlpool_on_checkout(pool: ConnectionPool, connection: Connection, wait: float) -> None:
+    """*connection* was lent after the borrower waited *wait* seconds. Must not raise or block."""
+
+
+@hookspec
+def pymysqlpool_on_checkin(pool: ConnectionPool, connection: Connection, usage: float) -> None:
+    """*connection* came back after *usage* seconds lent. Must not raise or block."""
+
+
+@hookspec
+def pymysqlpool_on_connect(
+    pool: ConnectionPool, connection: Connection, reason: str, duration: float
+) -> None:
+    """A connection was opened in *duration* seconds (*reason* as in create_connection)."""
+
+
+@hookspec
+def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: str) -> None:
+    """*connection* was closed for *reason*.
+
+    Reasons: ``"error"`` (an exception's verdict), ``"dead"`` (failed pre-ping), ``"broken"``
+    (socket closed when returned), ``"reset-failed"``, ``"invalidated"``, ``"pool-closed"``.
+    """
+
+
+@hookspec
+def pymysqlpool_on_timeout(pool: ConnectionPool, waited: float) -> None:
+    """A borrower gave up after *waited* seconds without a connection."""

@@ -1,0 +1,453 @@
+"""ConnectionPool: lends connections to threads, first come first served, under one deadline."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymysql.constants import SERVER_STATUS
+
+from ._manager import PolicyManager
+from .config import PoolConfig
+from .connection import Connection
+from .errors import (
+    ConnectionReturnedError,
+    GetConnectionFromPoolError,
+    PluginError,
+    PoolClosedError,
+)
+from .hookspecs import Verdict
+
+logger = logging.getLogger("pymysqlpool_registry")
+monotonic = time.monotonic
+get_ident = threading.get_ident
+_AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between failed connect attempts
+
+
+class _Waiter:
+    """A borrower waiting in line: woken with a connection, a free slot, or an error."""
+
+    __slots__ = ("conn", "error", "lock", "slot")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.conn: Connection | None = None
+        self.slot = False
+        self.error: BaseException | None = None
+
+
+class ConnectionPool:
+    """A pool of PyMySQL connections shared by threads.
+
+    Build it from a :class:`PoolConfig`, or the old way with PyMySQL's keyword arguments::
+
+        pool = ConnectionPool(size=2, name="pool1", host="db", user="app", password="...")
+
+    A connection leaves with :meth:`get_connection` (or :meth:`connection`, a context manager)
+    and comes back with its ``close()`` or at the end of ``with conn:``.
+    """
+
+    def __init__(
+        self,
+        config: PoolConfig | None = None,
+        *,
+        name: str | None = None,
+        manager: PolicyManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            config = PoolConfig.from_kwargs(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a PoolConfig or keyword arguments, not both")
+        self.config = config
+        self.name = name or f"{config.host}:{config.port}/{config.database or ''}"
+        self._hooks = manager if manager is not None else PolicyManager()
+        self._lock = threading.Lock()
+        self._idle: deque[Connection] = deque()
+        self._take_idle = self._idle.pop if config.lifo else self._idle.popleft
+        self._waiters: deque[_Waiter] = deque()
+        self._lent: set[Connection] = set()
+        self._total = 0  # open connections plus slots being opened
+        self._generation = 0  # bumped by invalidate(); older connections are not reused
+        self._closed = False
+        self._counts = dict.fromkeys(
+            ("requests", "waited", "timeouts", "created", "connect_errors", "discarded", "resets"),
+            0,
+        )
+        self._wait_time = 0.0
+        self._fill()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} idle={len(self._idle)} "
+            f"lent={len(self._lent)} max_size={self.config.max_size}>"
+        )
+
+    # --- public API ---
+
+    def size(self) -> int:
+        """Number of idle connections ready to lend."""
+        return len(self._idle)
+
+    def stats(self) -> dict[str, float]:
+        """A snapshot of the pool's state and counters since it was created."""
+        with self._lock:
+            return {
+                "idle": len(self._idle),
+                "in_use": len(self._lent),
+                "total": self._total,
+                "waiting": len(self._waiters),
+                "min_size": self.config.min_size,
+                "max_size": self.config.max_size,
+                **self._counts,
+                "wait_time": self._wait_time,
+            }
+
+    def get_connection(
+        self, timeout: float | None = None, retry_num: int | None = None
+    ) -> Connection:
+        """Lend a connection, waiting up to *timeout* seconds per try, *retry_num* more tries.
+
+        Defaults come from the config; ``timeout=0`` does not wait for a connection to come
+        back (opening a new one below ``max_size`` is still allowed). Raises
+        :class:`GetConnectionFromPoolError` when none could be had in time.
+        """
+        if timeout is None:
+            timeout = self.config.timeout
+        if retry_num is None:
+            retry_num = self.config.retry_num
+        started = monotonic()
+        first = True
+        while True:
+            conn, fresh = self._checkout(started, timeout, retry_num, first)
+            first = False
+            now = monotonic()
+            if fresh or self._is_fit(conn, now - conn._idle_since):
+                break
+            self._discard(conn, "dead")
+        self._lend(conn, now, started)
+        return conn
+
+    def _lend(self, conn: Connection, now: float, started: float) -> None:
+        conn._borrower = get_ident()
+        conn._lent_at = now
+        if self._hooks.on_checkout is not None:
+            self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Connection]:
+        """``with pool.connection() as conn:`` lends a connection for the block."""
+        conn = self.get_connection(timeout)
+        with conn:
+            yield conn
+
+    def invalidate(self) -> None:
+        """Close every idle connection now and every lent one when it comes back."""
+        with self._lock:
+            self._generation += 1
+            idle = list(self._idle)
+            self._idle.clear()
+            self._total -= len(idle)
+        for conn in idle:
+            self._close(conn, "invalidated")
+
+    def close(self) -> None:
+        """Close the pool: idle connections now, lent ones as they come back."""
+        with self._lock:
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+            self._total -= len(idle)
+            waiters = list(self._waiters)
+            self._waiters.clear()
+        for waiter in waiters:
+            waiter.error = PoolClosedError(0, f"pool({self.name}) was closed")
+            waiter.lock.release()
+        for conn in idle:
+            self._close(conn, "pool-closed")
+
+    # --- lending ---
+
+    def _checkout(
+        self, started: float, timeout: float, retry_num: int, first: bool
+    ) -> tuple[Connection, bool]:
+        """Take an idle connection, or open one in a free slot, or wait in line for either."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosedError(0, f"pool({self.name}) is closed")
+            if first:
+                self._counts["requests"] += 1
+            if self._idle:
+                conn = self._take_idle()
+                conn._lent = True
+                self._lent.add(conn)
+                return conn, False
+            if self._total < self.config.max_size:
+                self._total += 1
+                waiter = None
+            else:
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+                self._counts["waited"] += 1
+        deadline = started + timeout * (retry_num + 1)
+        if waiter is not None:
+            handed = self._wait(waiter, deadline, timeout, retry_num, started)
+            if handed is not None:
+                return handed, False
+        return self._open_in_slot(deadline, timeout, retry_num, started), True
+
+    def _wait(
+        self, waiter: _Waiter, deadline: float, timeout: float, retry_num: int, started: float
+    ) -> Connection | None:
+        """Wait for a hand-off; None means a slot was handed over to open a connection in."""
+        waiting_since = monotonic()
+        remaining = deadline - waiting_since
+        acquired = remaining > 0 and waiter.lock.acquire(timeout=remaining)
+        with self._lock:
+            gave_up = not acquired and waiter.conn is None and not waiter.slot
+            if gave_up and waiter.error is None:
+                self._waiters.remove(waiter)
+            self._wait_time += monotonic() - waiting_since
+        if waiter.error is not None:
+            raise waiter.error
+        if gave_up:
+            raise self._timeout_error(timeout, retry_num, started)
+        return waiter.conn
+
+    def _open_in_slot(
+        self, deadline: float, timeout: float, retry_num: int, started: float
+    ) -> Connection:
+        """Open a connection in a slot this thread holds; retry with backoff until the deadline."""
+        waits = timeout > 0
+        delay = _BACKOFF_FIRST
+        while True:
+            limit = self.config.connect_timeout
+            if waits:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    self._release_slot()
+                    raise self._timeout_error(timeout, retry_num, started)
+                limit = min(limit, remaining)
+            try:
+                conn = self._create("grow", limit)
+            except Exception as exc:
+                with self._lock:
+                    self._counts["connect_errors"] += 1
+                if waits and monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF_MAX)
+                    continue
+                self._release_slot()
+                raise self._timeout_error(timeout, retry_num, started, exc) from exc
+            except BaseException:
+                self._release_slot()
+                raise
+            with self._lock:
+                if not self._closed:
+                    self._lent.add(conn)
+                    conn._lent = True
+                    return conn
+            self._discard(conn, "pool-closed")
+            raise PoolClosedError(0, f"pool({self.name}) is closed")
+
+    def _create(self, reason: str, limit: float) -> Connection:
+        """Open a connection through the create_connection hook and adopt it."""
+        create = self._hooks.create_connection
+        if create is None:
+            raise PluginError("no plugin implements pymysqlpool_create_connection")
+        started = monotonic()
+        conn = create(pool=self, reason=reason, timeout=limit)
+        if not isinstance(conn, Connection):
+            raise PluginError(
+                f"pymysqlpool_create_connection returned {type(conn).__name__}, "
+                "not a pymysqlpool_registry.Connection"
+            )
+        conn._pool = self
+        conn._generation = self._generation
+        conn._dirty = False
+        now = conn._idle_since = monotonic()
+        with self._lock:
+            self._counts["created"] += 1
+        if self._hooks.on_connect is not None:
+            self._hooks.on_connect(
+                pool=self, connection=conn, reason=reason, duration=now - started
+            )
+        return conn
+
+    def _fill(self) -> None:
+        """Open min_size connections now; on failure close what was opened and raise."""
+        opened: list[Connection] = []
+        try:
+            for _ in range(self.config.min_size):
+                opened.append(self._create("fill", self.config.connect_timeout))
+        except BaseException:
+            for conn in opened:
+                conn.discard()
+            raise
+        self._idle.extend(opened)
+        self._total = len(opened)
+
+    def _is_fit(self, conn: Connection, idle: float) -> bool:
+        pre_ping = self._hooks.pre_ping
+        if pre_ping is None:
+            return True
+        try:
+            return pre_ping(pool=self, connection=conn, idle=idle) is not False
+        except BaseException:
+            self._discard(conn, "dead")
+            raise
+
+    def _timeout_error(
+        self, timeout: float, retry_num: int, started: float, cause: BaseException | None = None
+    ) -> GetConnectionFromPoolError:
+        """Count a failed request and build its error (the old pymysql-pool's wording)."""
+        with self._lock:
+            self._counts["timeouts"] += 1
+        if self._hooks.on_timeout is not None:
+            self._hooks.on_timeout(pool=self, waited=monotonic() - started)
+        message = f"can't get connection from pool({self.name}) within {timeout:g}*{retry_num + 1} second(s)"
+        if cause is not None:
+            message += f": {cause}"
+        return GetConnectionFromPoolError(0, message)
+
+    def _take_back(self, conn: Connection) -> None:
+        """Lend *conn* again if it is idle here; the context manager of a returned connection."""
+        with self._lock:
+            idle = not self._closed and conn in self._idle
+            if idle:
+                self._idle.remove(conn)
+                conn._lent = True
+                self._lent.add(conn)
+                self._counts["requests"] += 1
+        if not idle:
+            raise ConnectionReturnedError(
+                0,
+                f"this connection was returned to pool({self.name}) and is no longer idle "
+                "there; take another with get_connection()",
+            )
+        now = monotonic()
+        if not self._is_fit(conn, now - conn._idle_since):
+            self._discard(conn, "dead")
+            raise ConnectionReturnedError(
+                0, f"this connection was returned to pool({self.name}) and has since died"
+            )
+        self._lend(conn, now, now)
+
+    # --- returning ---
+
+    def _give_back(self, conn: Connection, error: BaseException | None) -> None:
+        """Take *conn* back: classify *error*, reset the session, then re-lend or discard."""
+        if not conn._lent:
+            raise ConnectionReturnedError(
+                0, f"this connection was already returned to pool({self.name})"
+            )
+        if self.config.check_owner_thread and conn._borrower != get_ident():
+            raise ConnectionReturnedError(
+                0,
+                f"this connection is lent to another thread by pool({self.name}); it was "
+                "returned already, or set check_owner_thread=False to pass connections between threads",
+            )
+        now = monotonic()
+        usage = now - conn._lent_at
+        conn._end_loan()
+        verdict = Verdict.REUSE if error is None else self._classify(conn, error)
+        reason = None
+        reset = False
+        if verdict is Verdict.DISCARD or verdict is Verdict.INVALIDATE_POOL:
+            reason = "error"
+        elif not conn.open:
+            reason = "broken"
+        elif conn._generation != self._generation:
+            reason = "invalidated"
+        else:
+            try:
+                reset = self._reset(conn, force=verdict is Verdict.RESET)
+            except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
+                reason = "reset-failed"
+        if verdict is Verdict.INVALIDATE_POOL:
+            self.invalidate()
+        if reason is not None:
+            self._discard(conn, reason)
+        else:
+            self._put(conn, now, reset)
+        if self._hooks.on_checkin is not None:
+            self._hooks.on_checkin(pool=self, connection=conn, usage=usage)
+
+    def _classify(self, conn: Connection, error: BaseException) -> Verdict:
+        """The classify_error hooks' verdict; DISCARD when none answers or one fails."""
+        classify = self._hooks.classify_error
+        try:
+            verdict = (
+                None if classify is None else classify(pool=self, connection=conn, error=error)
+            )
+        except Exception:
+            logger.exception("classify_error hook failed in pool(%s); discarding", self.name)
+            return Verdict.DISCARD
+        return verdict if isinstance(verdict, Verdict) else Verdict.DISCARD
+
+    def _reset(self, conn: Connection, force: bool) -> bool:
+        """End what the borrower left open; True if it took a round trip."""
+        config = self.config
+        if config.reset == "session":
+            if not (force or conn._dirty):
+                return False
+            conn.reset_session(config.charset, config.autocommit, config.init_command)
+            return True
+        did = False
+        if force or conn.in_transaction:
+            conn.rollback()
+            did = True
+        if bool(conn.server_status & _AUTOCOMMIT) is not config.autocommit:
+            conn.autocommit(config.autocommit)
+            did = True
+        return did
+
+    def _put(self, conn: Connection, now: float, reset: bool) -> None:
+        """Hand *conn* to the first waiter, or make it idle."""
+        conn._idle_since = now
+        with self._lock:
+            if reset:
+                self._counts["resets"] += 1
+            if not self._closed:
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.conn = conn
+                    waiter.lock.release()
+                    return
+                conn._lent = False
+                self._lent.discard(conn)
+                self._idle.append(conn)
+                return
+        self._discard(conn, "pool-closed")
+
+    def _discard(self, conn: Connection, reason: str) -> None:
+        """Close a lent *conn* and free its slot."""
+        with self._lock:
+            self._lent.discard(conn)
+        self._release_slot()
+        self._close(conn, reason)
+
+    def _release_slot(self) -> None:
+        """Free a slot: hand it to the first waiter (who opens a connection in it), or drop it."""
+        with self._lock:
+            if self._waiters and not self._closed:
+                waiter = self._waiters.popleft()
+                waiter.slot = True
+                waiter.lock.release()
+            else:
+                self._total -= 1
+
+    def _close(self, conn: Connection, reason: str) -> None:
+        """Close *conn*, whose slot is already accounted for, and report it."""
+        conn.discard()
+        with self._lock:
+            self._counts["discarded"] += 1
+        if self._hooks.on_discard is not None:
+            self._hooks.on_discard(pool=self, connection=conn, reason=reason)
