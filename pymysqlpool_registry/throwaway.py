@@ -1,0 +1,514 @@
+"""A throwaway MariaDB server in a temporary directory, for tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import pymysql.connections
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["ServerNotFound", "ServerStartError", "ThrowawayServer", "find_server_binaries"]
+
+_EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
+_LOG_TAIL_LINES = 20
+_POLL_SLEEP = 0.02
+_PORT_ATTEMPTS = 10
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class ServerNotFound(RuntimeError):
+    """No MariaDB server binary (mariadbd and mariadb-install-db) was found."""
+
+
+class ServerStartError(RuntimeError):
+    """The throwaway server could not be initialised or did not become ready in time."""
+
+
+def _search_path(basedir: str | None) -> str:
+    dirs: list[str] = []
+    if basedir is not None:
+        dirs += [os.path.join(basedir, sub) for sub in ("bin", "sbin", "scripts")]
+    dirs += os.environ.get("PATH", os.defpath).split(os.pathsep)
+    dirs += _EXTRA_DIRS
+    unique: list[str] = []
+    for d in dirs:
+        if d and d not in unique:
+            unique.append(d)
+    return os.pathsep.join(unique)
+
+
+def _is_mariadb(path: str, *, run_version: bool) -> bool:
+    """Tell whether a `mysqld`/`mysql_install_db` fallback name is really MariaDB's."""
+    if "mariadb" in os.path.basename(os.path.realpath(path)).lower():
+        return True
+    if run_version:
+        try:
+            out = subprocess.run(
+                [path, "--no-defaults", "--version"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=10,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return b"mariadb" in out.lower()
+    try:
+        with open(path, "rb") as f:
+            return b"MariaDB" in f.read(1 << 20)
+    except OSError:
+        return False
+
+
+def find_server_binaries(basedir: str | None = None) -> tuple[str, str]:
+    """Return the paths of (mariadbd, mariadb-install-db).
+
+    Searched in ``basedir``'s bin/sbin/scripts (if given), then PATH, then /usr/sbin,
+    /usr/local/sbin and /usr/bin. The names ``mysqld`` and ``mysql_install_db`` are accepted as
+    a fallback only when they turn out to be MariaDB's.
+    """
+    path = _search_path(basedir)
+    server = shutil.which("mariadbd", path=path)
+    if server is None:
+        candidate = shutil.which("mysqld", path=path)
+        if candidate is not None and _is_mariadb(candidate, run_version=True):
+            server = candidate
+    install = shutil.which("mariadb-install-db", path=path)
+    if install is None:
+        candidate = shutil.which("mysql_install_db", path=path)
+        if candidate is not None and _is_mariadb(candidate, run_version=False):
+            install = candidate
+    if server is None or install is None:
+        missing = [
+            name
+            for name, found in (("mariadbd", server), ("mariadb-install-db", install))
+            if found is None
+        ]
+        raise ServerNotFound(
+            f"MariaDB server binaries not found ({', '.join(missing)}); searched PATH and "
+            f"{', '.join(_EXTRA_DIRS)}. Install them with "
+            "`apt-get install mariadb-server` (Debian/Ubuntu; add --no-install-recommends "
+            "to skip extras). Note that mariadbd may be in /usr/sbin, which is not always on PATH."
+        )
+    return server, install
+
+
+def _make_preexec() -> Callable[[], None] | None:
+    """Build a preexec_fn that makes the child die with us (Linux PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent already died before prctl took effect
+            os.kill(os.getpid(), sigkill)
+
+    return preexec
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port() -> int:
+    """A free 127.0.0.1 port, preferably below the kernel's ephemeral range.
+
+    A port inside the ephemeral range can be taken as the *local* port of some outgoing
+    connection (or by a TCP self-connect of the readiness poll) while the server is down,
+    which would make a restart on the same port fail; so try below that range first.
+    """
+    low = _ephemeral_low()
+    if low is not None and low > 20_000:
+        for _ in range(20):
+            candidate = random.randint(20_000, low - 1)
+            if _port_is_free(candidate):
+                return candidate
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def _tail(path: str, lines: int = _LOG_TAIL_LINES, start: int = 0) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return "(no log)"
+    text = data.decode("utf-8", "replace").splitlines()[-lines:]
+    return "\n".join(text) if text else "(log is empty)"
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class ThrowawayServer:
+    """A MariaDB server in a temporary datadir on a free 127.0.0.1 port, for tests, demos and benchmarks.
+
+    Root has an empty password over TCP; database ``test`` exists. The server process gets
+    PR_SET_PDEATHSIG=SIGKILL (Linux): it dies when the *thread* that started it exits, so call
+    :meth:`start` from a long-lived thread (normally the main one). Not thread-safe.
+    """
+
+    host: str
+    port: int
+
+    def __init__(self, *, extra_args: Sequence[str] = (), basedir: str | None = None) -> None:
+        self._mariadbd, self._install_db = find_server_binaries(basedir)
+        self._extra_args = list(extra_args)
+        self._basedir = basedir
+        self.host = "127.0.0.1"
+        self.port = _pick_port()
+        self._port_fixed = False  # becomes True after the first successful start
+        self._tmpdir: str | None = tempfile.mkdtemp(prefix="pymysqlpool-mariadb-")
+        self._installed = False
+        self._created_test_db = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+        self._atexit_registered = False
+        self._last_connect_error: BaseException | None = None
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _dir(self) -> str:
+        if self._tmpdir is None:
+            raise RuntimeError("ThrowawayServer is closed")
+        return self._tmpdir
+
+    @property
+    def datadir(self) -> str:
+        return os.path.join(self._dir(), "data")
+
+    @property
+    def error_log(self) -> str:
+        return os.path.join(self._dir(), "err.log")
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running mariadbd (also while paused), or None."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _as_root_args(self) -> list[str]:
+        return ["--user=root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+    def _install(self, timeout: float) -> None:
+        log = os.path.join(self._dir(), "install.log")
+        cmd = [
+            self._install_db,
+            "--no-defaults",
+            *self._as_root_args(),
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            f"--datadir={self.datadir}",
+        ]
+        if self._basedir is not None:
+            cmd.append(f"--basedir={self._basedir}")
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_make_preexec(),  # noqa: PLW1509 (PR_SET_PDEATHSIG needs it)
+            )
+            try:
+                rc = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                raise ServerStartError(
+                    f"{os.path.basename(self._install_db)} did not finish in {timeout:.0f} s; "
+                    f"last lines of {log}:\n{_tail(log)}"
+                ) from None
+        if rc != 0:
+            raise ServerStartError(
+                f"{os.path.basename(self._install_db)} failed with exit code {rc}; "
+                f"last lines of {log}:\n{_tail(log)}"
+            )
+        self._installed = True
+
+    def _server_cmd(self) -> list[str]:
+        d = self._dir()
+        cmd = [
+            self._mariadbd,
+            "--no-defaults",
+            *self._as_root_args(),
+            f"--datadir={self.datadir}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={os.path.join(d, 'sock')}",
+            f"--pid-file={os.path.join(d, 'mariadbd.pid')}",
+            f"--log-error={self.error_log}",
+            "--skip-name-resolve",
+            "--max-connect-errors=1000000",
+            "--innodb-buffer-pool-size=32M",
+            "--skip-innodb-buffer-pool-dump-at-shutdown",
+        ]
+        if self._basedir is not None:
+            cmd.append(f"--basedir={self._basedir}")
+        cmd += self._extra_args
+        return cmd
+
+    def _try_ping(self) -> bool:
+        try:
+            conn = pymysql.connect(
+                **self.connect_kwargs(database=None, connect_timeout=1, read_timeout=2)
+            )
+        except pymysql.err.MySQLError as exc:
+            self._last_connect_error = exc
+            return False
+        try:
+            if not self._created_test_db:
+                with conn.cursor() as cur:
+                    cur.execute("CREATE DATABASE IF NOT EXISTS test")
+                conn.commit()
+                self._created_test_db = True
+        finally:
+            conn.close()
+        return True
+
+    def _launch_once(self, deadline: float) -> str | None:
+        """Start mariadbd and wait for it; return None when ready, "port" if the port was taken."""
+        log_start = _file_size(self.error_log)
+        self._proc = subprocess.Popen(
+            self._server_cmd(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_make_preexec(),  # noqa: PLW1509 (PR_SET_PDEATHSIG needs it)
+        )
+        self._paused = False
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                self._proc = None
+                new_log = _tail(self.error_log, lines=1000, start=log_start)
+                if "Address already in use" in new_log or "error: 98" in new_log:
+                    return "port"
+                raise ServerStartError(
+                    f"mariadbd exited with code {rc} during start on port {self.port}; "
+                    f"last lines of {self.error_log}:\n{_tail(self.error_log)}"
+                )
+            if self._try_ping():
+                return None
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise ServerStartError(
+                    f"mariadbd on port {self.port} did not accept connections in time "
+                    f"(last connect error: {self._last_connect_error!r}); last lines of {self.error_log}:\n{_tail(self.error_log)}"
+                )
+            time.sleep(_POLL_SLEEP)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server (installing the datadir on first use); no-op if already running.
+
+        ``timeout`` bounds the datadir installation and, separately, the wait until a
+        connection succeeds. The first successful start fixes the port; later starts reuse it.
+        """
+        if self.pid is not None:
+            return
+        self._dir()
+        if not self._atexit_registered:
+            atexit.register(self.close)
+            self._atexit_registered = True
+        if not self._installed:
+            self._install(max(timeout, 60.0))
+        deadline = time.monotonic() + timeout
+        attempts = 0
+        while self._launch_once(deadline) == "port":
+            attempts += 1
+            if time.monotonic() >= deadline or (
+                not self._port_fixed and attempts >= _PORT_ATTEMPTS
+            ):
+                raise ServerStartError(
+                    f"could not bind 127.0.0.1:{self.port} (address in use); "
+                    f"last lines of {self.error_log}:\n{_tail(self.error_log)}"
+                )
+            if self._port_fixed:
+                time.sleep(0.1)  # same port required: wait for it to be released
+            else:
+                self.port = _pick_port()
+        self._port_fixed = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the server and wait; SIGKILL it if it does not exit in time. Idempotent."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGCONT)  # a paused server must run to handle SIGTERM
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._sigkill_and_wait(proc)
+        self._proc = None
+        self._paused = False
+
+    def _sigkill_and_wait(self, proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        try:
+            proc.wait(30.0)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"mariadbd pid {proc.pid} did not exit 30 s after SIGKILL") from None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash) and wait for it to exit; the datadir is kept."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._sigkill_and_wait(proc)
+        self._proc = None
+        self._paused = False
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop (SIGTERM) and start again on the same port with the same datadir."""
+        self.stop()
+        self.start(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps its sockets open but answers nothing (a hung server)."""
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGCONT)
+        self._paused = False
+
+    def _require_pid(self) -> int:
+        pid = self.pid
+        if pid is None:
+            raise RuntimeError("the throwaway server is not running")
+        return pid
+
+    def close(self) -> None:
+        """Stop the server and remove its temporary directory. Idempotent."""
+        try:
+            self.stop()
+        finally:
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
+            if self._atexit_registered:
+                atexit.unregister(self.close)
+                self._atexit_registered = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "paused" if self._paused else ("running" if self.pid is not None else "stopped")
+        return f"<ThrowawayServer {self.host}:{self.port} {state} dir={self._tmpdir}>"
+
+    # -- clients -----------------------------------------------------------------------
+
+    def connect_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``pymysql.connect`` to this server, updated with ``overrides``."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": "root",
+            "password": "",
+            "database": "test",
+            "ssl_disabled": True,
+            "connect_timeout": 5,
+            "read_timeout": 10,
+            "write_timeout": 10,
+        }
+        kwargs.update(overrides)
+        return kwargs
+
+    def admin(self) -> pymysql.connections.Connection:
+        """A fresh autocommit root connection (no default database); the caller closes it."""
+        return pymysql.connect(**self.connect_kwargs(database=None, autocommit=True))
+
+    def query(self, sql: str) -> tuple[tuple[Any, ...], ...]:
+        """Run one statement on a short-lived admin connection and return its rows."""
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                rows = cur.fetchall()
+        finally:
+            conn.close()
+        return tuple(tuple(row) for row in rows)
+
+    def status(self, name: str) -> int:
+        """``SHOW GLOBAL STATUS LIKE name`` as an int (e.g. "Threads_connected")."""
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise KeyError(f"no global status variable named {name!r}")
+        return int(row[1])
