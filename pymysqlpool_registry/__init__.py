@@ -6,6 +6,7 @@ import logging
 
 from ._manager import PolicyManager
 from .config import PoolConfig
+from .configfile import ConfigFileError
 from .connection import Connection
 from .errors import (
     ConnectionReturnedError,
@@ -17,16 +18,19 @@ from .errors import (
     UnknownPoolError,
 )
 from .hookspecs import Verdict, hookimpl
+from .packs import PolicyPack
 from .pool import ConnectionPool
 from .registry import Registry
 
 __all__ = [
+    "ConfigFileError",
     "Connection",
     "ConnectionPool",
     "ConnectionReturnedError",
     "GetConnectionFromPoolError",
     "PluginError",
     "PolicyManager",
+    "PolicyPack",
     "PoolClosedError",
     "PoolConfig",
     "PoolError",

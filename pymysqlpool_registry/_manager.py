@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,6 +12,9 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .packs import PLUGIN_GROUP, PolicyPack, installed
+
+logger = logging.getLogger("pymysqlpool_registry")
 
 DEFAULT_PLUGINS = (
     "pymysqlpool_registry.default_plugins.connect",
@@ -42,14 +47,63 @@ class PolicyManager:
     on_discard: Hook | None
     on_timeout: Hook | None
 
-    def __init__(self, plugins: Iterable[object] = ()) -> None:
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = True,
+        disabled: Iterable[str] = (),
+    ) -> None:
+        """Register the default plugins, then installed ones (entry points), then *plugins*.
+
+        *disabled* names plugins (defaults too) never to register; so does the environment
+        variable ``PYMYSQLPOOL_DISABLE_PLUGINS`` (comma-separated).
+        ``PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD=1`` skips the entry points;
+        ``PYMYSQLPOOL_TRACE_HOOKS=1`` logs every hook call at DEBUG.
+        """
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
+        self._tracing = bool(os.environ.get("PYMYSQLPOOL_TRACE_HOOKS"))
+        self.packs: list[PolicyPack] = []
+        self._kinds: dict[str, str] = {}
+        env_disabled = os.environ.get("PYMYSQLPOOL_DISABLE_PLUGINS", "").split(",")
+        for name in {*disabled, *env_disabled} - {""}:
+            self.pm.set_blocked(name.strip())
         for path in DEFAULT_PLUGINS:
-            self.pm.register(importlib.import_module(path), name=path)
+            if not self.pm.is_blocked(path):
+                self.pm.register(importlib.import_module(path), name=path)
+                self._kinds[path] = "default"
+        if load_entrypoints and not os.environ.get("PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD"):
+            self._load_entrypoints()
         for plugin in plugins:
             self.register(plugin)
+        if self._tracing:
+            self.pm.trace.root.setwriter(lambda message: logger.debug("hook %s", message.rstrip()))
+            self.pm.enable_tracing()
         self._refresh()
+
+    def _load_entrypoints(self) -> None:
+        for name, entry in sorted(installed(PLUGIN_GROUP).items()):
+            if self.pm.is_blocked(name):
+                continue
+            try:
+                plugin = entry.load()
+            except Exception as exc:
+                raise PluginError(f"plugin {name!r} ({entry.value}) failed to load: {exc}") from exc
+            dist = entry.dist
+            self.register(plugin, name=name)
+            self._kinds[name] = (
+                f"entry point of {dist.name} {dist.version}" if dist else "entry point"
+            )
+
+    def add_pack(self, pack: PolicyPack) -> None:
+        """Register *pack*'s hooks as ``pack:<name>`` and keep its config defaults."""
+        if any(known.name == pack.name for known in self.packs):
+            return
+        if pack.plugin is not None:
+            self.register(pack.plugin, name=f"pack:{pack.name}")
+            self._kinds[f"pack:{pack.name}"] = "pack"
+        self.packs.append(pack)
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register *plugin* (a module, class or instance with ``@hookimpl`` methods)."""
@@ -60,6 +114,8 @@ class PolicyManager:
         except (pluggy.PluginValidationError, ValueError) as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
+            raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
+        except Exception as exc:
             raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
         if registered is None:
             raise PluginError(f"plugin {label!r} is blocked")
@@ -79,10 +135,11 @@ class PolicyManager:
         return [name for name, _ in self.pm.list_name_plugin()]
 
     def describe(self) -> list[dict[str, Any]]:
-        """Each plugin's name, whether it is a default, and the hooks it implements."""
+        """Each plugin's name, kind (default, entry point, pack, plugin) and hooks."""
         return [
             {
                 "name": name,
+                "kind": self._kinds.get(name, "plugin"),
                 "default": name in DEFAULT_PLUGINS,
                 "hooks": sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()),
             }
@@ -97,7 +154,8 @@ class PolicyManager:
             if not impls:
                 fast = None
             elif (
-                len(impls) == 1
+                not self._tracing
+                and len(impls) == 1
                 and impls[0].plugin_name in DEFAULT_PLUGINS
                 and caller.spec is not None
                 and impls[0].argnames == caller.spec.argnames

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
@@ -18,16 +19,26 @@ PYMYSQL_ARGUMENTS = frozenset(
     if param.kind is inspect.Parameter.KEYWORD_ONLY
 )
 _DEPRECATED_ALIASES = {"db": "database", "passwd": "password"}
-_POSITIVE_OR_NONE: Any = v.optional(v.gt(0.0))
-_NON_NEGATIVE_OR_NONE: Any = v.optional(v.ge(0.0))
+_POOL_OWNED = frozenset({"defer_connect"})  # the pool decides when to connect
+_NUMBER = v.instance_of((int, float))
+_POSITIVE: Any = [_NUMBER, v.gt(0)]
+_NON_NEGATIVE: Any = [_NUMBER, v.ge(0)]
+_POSITIVE_OR_NONE: Any = v.optional(_POSITIVE)
+_NON_NEGATIVE_OR_NONE: Any = v.optional(_NON_NEGATIVE)
 
 
-def _optional_float(value: float | None) -> float | None:
-    return None if value is None else float(value)
+def _read_only(mapping: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return None if mapping is None else MappingProxyType(dict(mapping))
 
 
 def _redact(value: object) -> str:
     return "None" if value is None else "'***'"
+
+
+def _check_secret(instance: PoolConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Like instance_of(str, bytes), but the error never echoes the value."""
+    if not isinstance(value, (str, bytes)):
+        raise TypeError(f"{attribute.name!r} must be str or bytes, not {type(value).__name__}")
 
 
 def _keys_only(value: Mapping[str, Any]) -> str:
@@ -39,8 +50,8 @@ def _check_connect_args(instance: PoolConfig, attribute: attrs.Attribute[Any], v
     for key in value:
         if key in fields or key in _DEPRECATED_ALIASES:
             raise ValueError(f"connect_args: {key!r} is a PoolConfig field; set it directly")
-        if key not in PYMYSQL_ARGUMENTS:
-            raise ValueError(f"connect_args: {key!r} is not a pymysql.connect() argument")
+        if key not in PYMYSQL_ARGUMENTS or key in _POOL_OWNED:
+            raise ValueError(f"connect_args: {key!r} is not a pymysql.connect() argument it takes")
 
 
 def _is_local(host: str) -> bool:
@@ -64,30 +75,29 @@ class PoolConfig:
     host: str = attrs.field(default="localhost", validator=[v.instance_of(str), v.min_len(1)])
     port: int = attrs.field(default=3306, validator=[v.instance_of(int), v.ge(1), v.le(65535)])
     user: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
-    password: str = attrs.field(default="", repr=_redact, validator=v.instance_of(str))
+    password: str | bytes = attrs.field(default="", repr=_redact, validator=_check_secret)
     database: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     unix_socket: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     charset: str = attrs.field(default="utf8mb4", validator=[v.instance_of(str), v.min_len(1)])
     autocommit: bool = attrs.field(default=False, validator=v.instance_of(bool))
     init_command: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     #: Seconds to open the socket *and* finish the handshake (a server that never greets is bounded).
-    connect_timeout: float = attrs.field(default=10.0, converter=float, validator=v.gt(0.0))
-    read_timeout: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_POSITIVE_OR_NONE
+    connect_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
+    read_timeout: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    write_timeout: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    ssl: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=_redact, converter=_read_only, hash=False
     )
-    write_timeout: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=_POSITIVE_OR_NONE
-    )
-    ssl: Mapping[str, Any] | None = attrs.field(default=None, repr=_redact)
     #: ``None``: TLS off for loopback hosts and unix sockets (saves ~40 ms a connect), PyMySQL's
     #: default (TLS if the server offers it) elsewhere.
     ssl_disabled: bool | None = attrs.field(default=None, validator=v.optional(v.instance_of(bool)))
     #: Any other ``pymysql.connect()`` keyword argument (cursorclass, sql_mode, ssl_ca, ...).
-    connect_args: dict[str, Any] = attrs.field(
+    connect_args: Mapping[str, Any] = attrs.field(
         factory=dict,
-        converter=dict,
+        converter=_read_only,
         repr=_keys_only,
-        validator=[v.instance_of(dict), _check_connect_args],
+        hash=False,
+        validator=_check_connect_args,
     )
 
     # --- how to lend ---
@@ -96,17 +106,15 @@ class PoolConfig:
     #: Most connections open at once, lent and idle together.
     max_size: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(1)])
     #: Seconds :meth:`ConnectionPool.get_connection` waits per try (0: don't wait).
-    timeout: float = attrs.field(default=30.0, converter=float, validator=v.ge(0.0))
+    timeout: float = attrs.field(default=30.0, validator=_NON_NEGATIVE)
     #: Further tries after the first one times out.
     retry_num: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
     #: Lend the most recently returned connection first (keeps few connections hot).
     lifo: bool = attrs.field(default=True, validator=v.instance_of(bool))
     #: Ping a connection before lending it if it sat idle longer than this (0: always, None: never).
-    ping_interval: float | None = attrs.field(
-        default=1.0, converter=_optional_float, validator=_NON_NEGATIVE_OR_NONE
-    )
+    ping_interval: float | None = attrs.field(default=1.0, validator=_NON_NEGATIVE_OR_NONE)
     #: Seconds a pre-ping may take before the connection counts as dead.
-    ping_timeout: float = attrs.field(default=3.0, converter=float, validator=v.gt(0.0))
+    ping_timeout: float = attrs.field(default=3.0, validator=_POSITIVE)
     #: On return: ``"rollback"`` ends an open transaction; ``"session"`` also clears session
     #: state (user variables, locks, temporary tables) with COM_RESET_CONNECTION when any
     #: statement ran.
@@ -132,8 +140,12 @@ class PoolConfig:
         own: dict[str, Any] = {}
         extra: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
         if "size" in kwargs:
-            size = kwargs.pop("size")
-            own["min_size"] = own["max_size"] = size
+            if kwargs.keys() & {"min_size", "max_size"}:
+                raise TypeError("give 'size' or 'min_size'/'max_size', not both")
+            own["min_size"] = own["max_size"] = kwargs.pop("size")
+        for alias, name in _DEPRECATED_ALIASES.items():
+            if alias in kwargs and name in kwargs:
+                raise TypeError(f"give {name!r} or its old name {alias!r}, not both")
         for key, value in kwargs.items():
             key = _DEPRECATED_ALIASES.get(key, key)
             if key in fields:

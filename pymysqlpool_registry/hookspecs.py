@@ -78,8 +78,14 @@ def pymysqlpool_on_checkout(pool: ConnectionPool, connection: Connection, wait: 
 
 
 @hookspec
-def pymysqlpool_on_checkin(pool: ConnectionPool, connection: Connection, usage: float) -> None:
-    """*connection* came back after *usage* seconds lent. Must not raise or block."""
+def pymysqlpool_on_checkin(
+    pool: ConnectionPool, connection: Connection, usage: float, open_transaction: bool
+) -> None:
+    """*connection* came back after *usage* seconds lent. Must not raise or block.
+
+    *open_transaction* is True if the server reported a transaction still open (uncommitted
+    writes or an explicit BEGIN), which the pool then rolled back.
+    """
 
 
 @hookspec

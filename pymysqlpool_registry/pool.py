@@ -27,6 +27,7 @@ logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
 get_ident = threading.get_ident
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+_IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between failed connect attempts
 
 
@@ -78,7 +79,16 @@ class ConnectionPool:
         self._generation = 0  # bumped by invalidate(); older connections are not reused
         self._closed = False
         self._counts = dict.fromkeys(
-            ("requests", "waited", "timeouts", "created", "connect_errors", "discarded", "resets"),
+            (
+                "requests",
+                "waited",
+                "timeouts",
+                "created",
+                "connect_errors",
+                "closed",
+                "discarded",
+                "resets",
+            ),
             0,
         )
         self._wait_time = 0.0
@@ -237,6 +247,9 @@ class ConnectionPool:
                 limit = min(limit, remaining)
             try:
                 conn = self._create("grow", limit)
+            except PluginError:
+                self._release_slot()
+                raise
             except Exception as exc:
                 with self._lock:
                     self._counts["connect_errors"] += 1
@@ -265,6 +278,9 @@ class ConnectionPool:
         started = monotonic()
         conn = create(pool=self, reason=reason, timeout=limit)
         if not isinstance(conn, Connection):
+            close = getattr(conn, "close", None)
+            if callable(close):
+                close()
             raise PluginError(
                 f"pymysqlpool_create_connection returned {type(conn).__name__}, "
                 "not a pymysqlpool_registry.Connection"
@@ -356,6 +372,7 @@ class ConnectionPool:
             )
         now = monotonic()
         usage = now - conn._lent_at
+        open_transaction = bool(conn.server_status & _IN_TRANS)
         conn._end_loan()
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
@@ -371,14 +388,18 @@ class ConnectionPool:
                 reset = self._reset(conn, force=verdict is Verdict.RESET)
             except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
                 reason = "reset-failed"
-        if verdict is Verdict.INVALIDATE_POOL:
-            self.invalidate()
-        if reason is not None:
-            self._discard(conn, reason)
-        else:
-            self._put(conn, now, reset)
-        if self._hooks.on_checkin is not None:
-            self._hooks.on_checkin(pool=self, connection=conn, usage=usage)
+        try:
+            if self._hooks.on_checkin is not None:
+                self._hooks.on_checkin(
+                    pool=self, connection=conn, usage=usage, open_transaction=open_transaction
+                )
+        finally:
+            if verdict is Verdict.INVALIDATE_POOL:
+                self.invalidate()
+            if reason is not None:
+                self._discard(conn, reason)
+            else:
+                self._put(conn, now, reset)
 
     def _classify(self, conn: Connection, error: BaseException) -> Verdict:
         """The classify_error hooks' verdict; DISCARD when none answers or one fails."""
@@ -448,6 +469,8 @@ class ConnectionPool:
         """Close *conn*, whose slot is already accounted for, and report it."""
         conn.discard()
         with self._lock:
-            self._counts["discarded"] += 1
+            self._counts["closed"] += 1
+            if reason != "pool-closed":
+                self._counts["discarded"] += 1
         if self._hooks.on_discard is not None:
             self._hooks.on_discard(pool=self, connection=conn, reason=reason)

@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
+from . import configfile
 from ._manager import PolicyManager
 from .config import PoolConfig
+from .configfile import PoolSettings
 from .errors import UnknownPoolError
+from .packs import PolicyPack, apply_defaults, explicit_fields, load_pack
 from .pool import ConnectionPool
 
 
 class Registry:
     """Named pools for a program: register configs at start-up, ``get(name)`` anywhere.
 
-    Each registry owns its plugin manager, so two registries never share plugins.
+    Each registry owns its plugin manager, so two registries never share plugins. The
+    environment (*env*, else ``PYMYSQLPOOL_ENV``) picks overlays from config files; policy packs
+    come from *packs*, ``PYMYSQLPOOL_PACKS`` (comma-separated) and the file's environment.
     """
 
-    def __init__(self, plugins: Iterable[object] = ()) -> None:
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        env: str | None = None,
+        packs: Iterable[str | PolicyPack] = (),
+        disable_plugins: Iterable[str] = (),
+        load_entrypoints: bool = True,
+    ) -> None:
+        self.env = env if env is not None else os.environ.get("PYMYSQLPOOL_ENV") or None
         self._plugins = tuple(plugins)
+        env_packs = os.environ.get("PYMYSQLPOOL_PACKS", "").split(",")
+        self._packs: list[str | PolicyPack] = [*packs, *(p.strip() for p in env_packs if p.strip())]
+        self._disabled = tuple(disable_plugins)
+        self._load_entrypoints = load_entrypoints
         self._manager: PolicyManager | None = None
-        self._configs: dict[str, PoolConfig] = {}
+        self._settings: dict[str, PoolSettings] = {}
         self._pools: dict[str, ConnectionPool] = {}
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
-        return f"<Registry pools={self.names()!r}>"
+        return f"<Registry env={self.env!r} pools={self.names()!r}>"
 
     def __contains__(self, name: object) -> bool:
-        return name in self._configs
+        return name in self._settings
 
     @property
     def manager(self) -> PolicyManager:
@@ -41,9 +60,34 @@ class Registry:
         if manager is None:
             with self._lock:
                 if self._manager is None:
-                    self._manager = PolicyManager(self._plugins)
+                    made = PolicyManager(
+                        self._plugins,
+                        load_entrypoints=self._load_entrypoints,
+                        disabled=self._disabled,
+                    )
+                    for pack in self._packs:
+                        made.add_pack(load_pack(pack) if isinstance(pack, str) else pack)
+                    self._manager = made
                 manager = self._manager
         return manager
+
+    def use_pack(self, pack: str | PolicyPack) -> None:
+        """Add a policy pack (by installed name, or the object); pools built later use it."""
+        self.manager.add_pack(load_pack(pack) if isinstance(pack, str) else pack)
+
+    def load(
+        self, path: str | os.PathLike[str], env: str | None = None, *, replace: bool = False
+    ) -> list[str]:
+        """Register every pool of a TOML config file for *env* (default: the registry's).
+
+        Adds the packs the file names for that environment; returns the pool names.
+        """
+        found = configfile.read(path, env if env is not None else self.env)
+        for pack in found.packs:
+            self.use_pack(pack)
+        for name, settings in found.pools.items():
+            self._register(name, settings, replace)
+        return sorted(found.pools)
 
     def register(
         self,
@@ -59,35 +103,41 @@ class Registry:
         Keyword arguments given with a config override its fields. Re-registering a name
         needs ``replace=True``; the old pool, if it was built, is closed.
         """
+        if config is None:
+            settings = PoolSettings(PoolConfig.from_kwargs(**kwargs), frozenset(kwargs))
+        else:
+            config = attrs.evolve(config, **kwargs) if kwargs else config
+            settings = PoolSettings(config, explicit_fields(config) | kwargs.keys())
+        self._register(name, settings, replace)
+        return self.config(name)
+
+    def _register(self, name: str, settings: PoolSettings, replace: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a pool name must be a non-empty string, not {name!r}")
-        if config is None:
-            config = PoolConfig.from_kwargs(**kwargs)
-        elif kwargs:
-            config = attrs.evolve(config, **kwargs)
+        self.manager  # noqa: B018 - resolve plugins and packs now, so errors surface here
         with self._lock:
-            if name in self._configs and not replace:
+            if name in self._settings and not replace:
                 raise ValueError(f"pool {name!r} is already registered; pass replace=True")
-            self._configs[name] = config
+            self._settings[name] = settings
             old = self._pools.pop(name, None)
         if old is not None:
             old.close()
-        return config
 
     def get(self, name: str) -> ConnectionPool:
         """The pool registered as *name*: built on the first call, the same object after."""
         pool = self._pools.get(name)
         if pool is not None:
             return pool
+        self.config(name)  # unknown name: the error, before any bookkeeping
         with self._lock:
             building = self._building.setdefault(name, threading.Lock())
         with building:
             pool = self._pools.get(name)
             if pool is None:
-                config = self.config(name)
-                pool = ConnectionPool(config, name=name, manager=self.manager)
+                settings = self._settings.get(name)
+                pool = ConnectionPool(self.config(name), name=name, manager=self.manager)
                 with self._lock:
-                    if self._configs.get(name) is config:
+                    if self._settings.get(name) is settings:
                         self._pools[name] = pool
                         return pool
                 pool.close()  # replaced or removed while it was being built
@@ -95,16 +145,17 @@ class Registry:
         return pool
 
     def config(self, name: str) -> PoolConfig:
-        """The config registered as *name*."""
+        """The config pool *name* is built with: as registered, packs' defaults filling the rest."""
         try:
-            return self._configs[name]
+            settings = self._settings[name]
         except KeyError:
-            known = ", ".join(map(repr, sorted(self._configs))) or "none"
+            known = ", ".join(map(repr, sorted(self._settings))) or "none"
             raise UnknownPoolError(f"no pool named {name!r}; registered pools: {known}") from None
+        return apply_defaults(settings.config, settings.explicit, self.manager.packs)
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
-        return sorted(self._configs)
+        return sorted(self._settings)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """``stats()`` of each pool built so far, by name."""
@@ -114,7 +165,7 @@ class Registry:
         """Forget *name* and close its pool if it was built."""
         self.config(name)
         with self._lock:
-            self._configs.pop(name, None)
+            self._settings.pop(name, None)
             pool = self._pools.pop(name, None)
         if pool is not None:
             pool.close()

@@ -26,7 +26,9 @@ def pymysqlpool_on_checkout(pool: ConnectionPool, connection: Connection, wait: 
 
 
 @hookimpl(trylast=True)
-def pymysqlpool_on_checkin(pool: ConnectionPool, connection: Connection, usage: float) -> None:
+def pymysqlpool_on_checkin(
+    pool: ConnectionPool, connection: Connection, usage: float, open_transaction: bool
+) -> None:
     """Log each return at DEBUG."""
     logger.debug("Put connection back to pool(%s)", pool.name)
 
