@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,12 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from .config import PoolConfig
     from .pool import ConnectionPool
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
+get_ident = threading.get_ident
 
 
 class Connection(_Base):  # type: ignore[misc]
@@ -33,7 +36,8 @@ class Connection(_Base):  # type: ignore[misc]
     # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
     _pool: ConnectionPool | None = None
     _lent = False
-    _borrower = 0
+    _borrower = 0  # thread ident of the borrower
+    _check_owner = True  # the pool's check_owner_thread
     _lent_at = 0.0
     _idle_since = 0.0
     _generation = 0
@@ -68,8 +72,11 @@ class Connection(_Base):  # type: ignore[misc]
         That is pymysql-pool's context-manager "multiplexing": ``conn.close()`` and later
         ``with conn:`` work as long as no other borrower holds the connection meanwhile.
         """
-        if not self._lent and self._pool is not None:
-            self._pool._take_back(self)
+        if self._pool is not None:
+            if self._lent:
+                self._check_borrower()
+            else:
+                self._pool._take_back(self)
         return self
 
     def __exit__(
@@ -86,13 +93,28 @@ class Connection(_Base):  # type: ignore[misc]
 
     # --- guarding and tracking every command ---
 
-    def _execute_command(self, command: int, sql: Any) -> Any:
-        if not self._lent and self._pool is not None:
+    def _check_borrower(self) -> None:
+        """Raise unless the calling thread may use this pooled connection now."""
+        pool = self._pool
+        if pool is None:
+            return
+        if not self._lent:
             raise ConnectionReturnedError(
                 0,
-                f"this connection was already returned to pool({self._pool.name}); "
+                f"this connection was already returned to pool({pool.name}); "
                 "take another with get_connection()",
             )
+        if self._check_owner and self._borrower != get_ident():
+            raise ConnectionReturnedError(
+                0,
+                f"this connection is lent to another thread by pool({pool.name}); it was "
+                "returned already, or set check_owner_thread=False to pass connections "
+                "between threads",
+            )
+
+    def _execute_command(self, command: int, sql: Any) -> Any:
+        if self._pool is not None:
+            self._check_borrower()
         if command != COMMAND.COM_PING:
             self._dirty = True
         return super()._execute_command(command, sql)
@@ -141,16 +163,32 @@ class Connection(_Base):  # type: ignore[misc]
         finally:
             self._read_timeout, self._write_timeout = saved
 
-    def reset_session(self, charset: str, autocommit: bool, init_command: str | None) -> None:
-        """COM_RESET_CONNECTION, then restore what the pool's config set at connect."""
+    @property
+    def has_unread_result(self) -> bool:
+        """True if a streamed (unbuffered) result was left half read."""
+        result = self._result
+        return result is not None and bool(result.unbuffered_active)
+
+    def reset_session(self, config: PoolConfig) -> None:
+        """COM_RESET_CONNECTION, then put back what *config* sets up at connect.
+
+        The reset clears user variables, temporary tables, locks and session variables but
+        keeps the current database and puts autocommit to the server's default.
+        """
         self._execute_command(_COM_RESET_CONNECTION, b"")
         self._read_ok_packet()
-        self._execute_command(
-            COMMAND.COM_QUERY, f"SET NAMES {charset}, autocommit={int(autocommit)}"
-        )
+        collation = config.connect_args.get("collation")
+        names = config.charset if collation is None else f"{config.charset} COLLATE {collation}"
+        settings = [f"NAMES {names}", f"autocommit={int(config.autocommit)}"]
+        sql_mode = config.connect_args.get("sql_mode")
+        if sql_mode is not None:
+            settings.append(f"sql_mode={self.escape(sql_mode)}")
+        self._execute_command(COMMAND.COM_QUERY, "SET " + ", ".join(settings))
         self._read_ok_packet()
-        if init_command is not None:
-            self.query(init_command)
+        if config.database:
+            self.select_db(config.database)
+        if config.init_command is not None:
+            self.query(config.init_command)
         self._dirty = False
 
     def discard(self) -> None:
@@ -223,8 +261,9 @@ class Connection(_Base):  # type: ignore[misc]
         return rows
 
     def _end_loan(self) -> None:
-        """Forget per-loan state (the pool calls this on every return)."""
-        cursor = self._shared_cursor
-        if cursor is not None:
-            self._shared_cursor = None
-            cursor.close()
+        """Forget per-loan state (the pool calls this on every return).
+
+        The shared cursor is dropped, not closed: closing a streamed cursor would read the
+        rest of its result, which the pool rather discards with the connection.
+        """
+        self._shared_cursor = None

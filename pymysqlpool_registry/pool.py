@@ -34,9 +34,10 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between failed connect atte
 class _Waiter:
     """A borrower waiting in line: woken with a connection, a free slot, or an error."""
 
-    __slots__ = ("conn", "error", "lock", "slot")
+    __slots__ = ("conn", "error", "ident", "lock", "slot")
 
     def __init__(self) -> None:
+        self.ident = get_ident()
         self.lock = threading.Lock()
         self.lock.acquire()
         self.conn: Connection | None = None
@@ -146,7 +147,6 @@ class ConnectionPool:
         return conn
 
     def _lend(self, conn: Connection, now: float, started: float) -> None:
-        conn._borrower = get_ident()
         conn._lent_at = now
         if self._hooks.on_checkout is not None:
             self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
@@ -197,6 +197,7 @@ class ConnectionPool:
             if self._idle:
                 conn = self._take_idle()
                 conn._lent = True
+                conn._borrower = get_ident()
                 self._lent.add(conn)
                 return conn, False
             if self._total < self.config.max_size:
@@ -237,13 +238,16 @@ class ConnectionPool:
         """Open a connection in a slot this thread holds; retry with backoff until the deadline."""
         waits = timeout > 0
         delay = _BACKOFF_FIRST
+        last_error: Exception | None = None
         while True:
             limit = self.config.connect_timeout
             if waits:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     self._release_slot()
-                    raise self._timeout_error(timeout, retry_num, started)
+                    raise self._timeout_error(
+                        timeout, retry_num, started, last_error
+                    ) from last_error
                 limit = min(limit, remaining)
             try:
                 conn = self._create("grow", limit)
@@ -251,6 +255,7 @@ class ConnectionPool:
                 self._release_slot()
                 raise
             except Exception as exc:
+                last_error = exc
                 with self._lock:
                     self._counts["connect_errors"] += 1
                 if waits and monotonic() + delay < deadline:
@@ -266,6 +271,7 @@ class ConnectionPool:
                 if not self._closed:
                     self._lent.add(conn)
                     conn._lent = True
+                    conn._borrower = get_ident()
                     return conn
             self._discard(conn, "pool-closed")
             raise PoolClosedError(0, f"pool({self.name}) is closed")
@@ -286,6 +292,7 @@ class ConnectionPool:
                 "not a pymysqlpool_registry.Connection"
             )
         conn._pool = self
+        conn._check_owner = self.config.check_owner_thread
         conn._generation = self._generation
         conn._dirty = False
         now = conn._idle_since = monotonic()
@@ -340,6 +347,7 @@ class ConnectionPool:
             if idle:
                 self._idle.remove(conn)
                 conn._lent = True
+                conn._borrower = get_ident()
                 self._lent.add(conn)
                 self._counts["requests"] += 1
         if not idle:
@@ -360,16 +368,7 @@ class ConnectionPool:
 
     def _give_back(self, conn: Connection, error: BaseException | None) -> None:
         """Take *conn* back: classify *error*, reset the session, then re-lend or discard."""
-        if not conn._lent:
-            raise ConnectionReturnedError(
-                0, f"this connection was already returned to pool({self.name})"
-            )
-        if self.config.check_owner_thread and conn._borrower != get_ident():
-            raise ConnectionReturnedError(
-                0,
-                f"this connection is lent to another thread by pool({self.name}); it was "
-                "returned already, or set check_owner_thread=False to pass connections between threads",
-            )
+        conn._check_borrower()
         now = monotonic()
         usage = now - conn._lent_at
         open_transaction = bool(conn.server_status & _IN_TRANS)
@@ -381,6 +380,8 @@ class ConnectionPool:
             reason = "error"
         elif not conn.open:
             reason = "broken"
+        elif conn.has_unread_result:
+            reason = "unread-result"  # reading the rest could take long; a new connection won't
         elif conn._generation != self._generation:
             reason = "invalidated"
         else:
@@ -419,7 +420,7 @@ class ConnectionPool:
         if config.reset == "session":
             if not (force or conn._dirty):
                 return False
-            conn.reset_session(config.charset, config.autocommit, config.init_command)
+            conn.reset_session(config)
             return True
         did = False
         if force or conn.in_transaction:
@@ -427,6 +428,7 @@ class ConnectionPool:
             did = True
         if bool(conn.server_status & _AUTOCOMMIT) is not config.autocommit:
             conn.autocommit(config.autocommit)
+            conn._dirty = False
             did = True
         return did
 
@@ -439,6 +441,7 @@ class ConnectionPool:
             if not self._closed:
                 if self._waiters:
                     waiter = self._waiters.popleft()
+                    conn._borrower = waiter.ident
                     waiter.conn = conn
                     waiter.lock.release()
                     return

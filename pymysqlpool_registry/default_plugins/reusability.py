@@ -39,9 +39,6 @@ def pymysqlpool_classify_error(
         return Verdict.DISCARD
     if not isinstance(error, Exception):
         return Verdict.DISCARD
-    result = connection._result
-    if result is not None and result.unbuffered_active:
-        return Verdict.DISCARD  # an unread streamed result: draining it could take long
     if isinstance(error, pymysql.err.Error):
         return Verdict.DISCARD if error_number(error) in DISCONNECT_ERRNOS else Verdict.RESET
     return Verdict.REUSE
