@@ -30,6 +30,11 @@ HOOKS = tuple(
 Hook = Callable[..., Any]
 
 
+def env_flag(name: str) -> bool:
+    """True if environment variable *name* is set to anything but empty, 0, false or no."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 class PolicyManager:
     """Owns a pluggy PluginManager and exposes each hook as an attribute (``manager.pre_ping``).
 
@@ -46,6 +51,8 @@ class PolicyManager:
     on_connect: Hook | None
     on_discard: Hook | None
     on_timeout: Hook | None
+    on_leak: Hook | None
+    on_reconnect_failed: Hook | None
 
     def __init__(
         self,
@@ -63,7 +70,7 @@ class PolicyManager:
         """
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
-        self._tracing = bool(os.environ.get("PYMYSQLPOOL_TRACE_HOOKS"))
+        self._tracing = env_flag("PYMYSQLPOOL_TRACE_HOOKS")
         self.packs: list[PolicyPack] = []
         self._kinds: dict[str, str] = {}
         env_disabled = os.environ.get("PYMYSQLPOOL_DISABLE_PLUGINS", "").split(",")
@@ -73,7 +80,7 @@ class PolicyManager:
             if not self.pm.is_blocked(path):
                 self.pm.register(importlib.import_module(path), name=path)
                 self._kinds[path] = "default"
-        if load_entrypoints and not os.environ.get("PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD"):
+        if load_entrypoints and not env_flag("PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD"):
             self._load_entrypoints()
         for plugin in plugins:
             self.register(plugin)
@@ -132,7 +139,7 @@ class PolicyManager:
 
     def names(self) -> list[str]:
         """Names of the registered plugins, defaults included."""
-        return [name for name, _ in self.pm.list_name_plugin()]
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
     def describe(self) -> list[dict[str, Any]]:
         """Each plugin's name, kind (default, entry point, pack, plugin) and hooks."""
@@ -144,6 +151,7 @@ class PolicyManager:
                 "hooks": sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()),
             }
             for name, plugin in self.pm.list_name_plugin()
+            if plugin is not None  # a blocked name
         ]
 
     def _refresh(self) -> None:

@@ -121,8 +121,22 @@ class PoolConfig:
     reset: Literal["rollback", "session"] = attrs.field(
         default="rollback", validator=v.in_(("rollback", "session"))
     )
-    #: Refuse a return from a thread other than the borrower (catches a stale double close).
+    #: Only the borrowing thread may use or return a connection (catches stale references);
+    #: a connection whose borrower thread died is then reclaimed.
     check_owner_thread: bool = attrs.field(default=True, validator=v.instance_of(bool))
+
+    # --- how long connections live (run by the pool's maintenance thread) ---
+    #: Close a connection this long after it was opened, less up to 10 % jitter so that
+    #: connections opened together do not expire together (None: never).
+    max_lifetime: float | None = attrs.field(default=3600.0, validator=_POSITIVE_OR_NONE)
+    #: Close a connection idle longer than this while more than min_size are open.
+    max_idle: float | None = attrs.field(default=600.0, validator=_POSITIVE_OR_NONE)
+    #: Ping idle connections this often, so no firewall or wait_timeout drops them (None: off).
+    keepalive_interval: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    #: Report a connection lent longer than this, once, with where it was taken (None: off).
+    leak_threshold: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    #: After refilling to min_size has failed this long, call pymysqlpool_on_reconnect_failed.
+    reconnect_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
 
     @max_size.validator
     def _check_sizes(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -136,26 +150,17 @@ class PoolConfig:
         ``size`` sets both ``min_size`` and ``max_size`` (the old pymysql-pool's fixed pool);
         other PyMySQL arguments go to ``connect_args``; anything else is an error.
         """
-        fields = attrs.fields_dict(cls)
+        fields_set(kwargs)  # names every unknown or conflicting option
         own: dict[str, Any] = {}
         extra: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
         if "size" in kwargs:
-            if kwargs.keys() & {"min_size", "max_size"}:
-                raise TypeError("give 'size' or 'min_size'/'max_size', not both")
             own["min_size"] = own["max_size"] = kwargs.pop("size")
-        for alias, name in _DEPRECATED_ALIASES.items():
-            if alias in kwargs and name in kwargs:
-                raise TypeError(f"give {name!r} or its old name {alias!r}, not both")
         for key, value in kwargs.items():
             key = _DEPRECATED_ALIASES.get(key, key)
-            if key in fields:
-                own[key] = value
-            elif key in PYMYSQL_ARGUMENTS:
+            if key in PYMYSQL_ARGUMENTS and key not in _FIELDS:
                 extra[key] = value
             else:
-                raise TypeError(
-                    f"unknown option {key!r}: neither a pool setting nor a pymysql.connect() argument"
-                )
+                own[key] = value
         return cls(connect_args=extra, **own)
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -182,3 +187,32 @@ class PoolConfig:
                 kwargs["ssl_disabled"] = True
         kwargs.update(self.connect_args)
         return kwargs
+
+
+_FIELDS = frozenset(attrs.fields_dict(PoolConfig))
+
+
+def fields_set(kwargs: Mapping[str, Any]) -> frozenset[str]:
+    """The PoolConfig fields that ``PoolConfig.from_kwargs(**kwargs)`` sets.
+
+    Raises TypeError naming an unknown option, or two options that set the same field.
+    """
+    if "size" in kwargs and kwargs.keys() & {"min_size", "max_size"}:
+        raise TypeError("give 'size' or 'min_size'/'max_size', not both")
+    for alias, name in _DEPRECATED_ALIASES.items():
+        if alias in kwargs and name in kwargs:
+            raise TypeError(f"give {name!r} or its old name {alias!r}, not both")
+    result = set()
+    for key in kwargs:
+        key = _DEPRECATED_ALIASES.get(key, key)
+        if key == "size":
+            result |= {"min_size", "max_size"}
+        elif key in _FIELDS:
+            result.add(key)
+        elif key in PYMYSQL_ARGUMENTS:
+            result.add("connect_args")
+        else:
+            raise TypeError(
+                f"unknown option {key!r}: neither a pool setting nor a pymysql.connect() argument"
+            )
+    return frozenset(result)

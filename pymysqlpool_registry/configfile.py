@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from .config import PoolConfig
+from .config import PoolConfig, fields_set
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,8 +90,37 @@ def _resolve_secrets(settings: dict[str, Any], where: str) -> dict[str, Any]:
     return resolved
 
 
+def _check_names(table: Mapping[str, Any], where: str) -> None:
+    """Raise if a key is not an option name (``<option>_env`` counts as the option)."""
+    try:
+        fields_set({key.removesuffix(_SECRET_SUFFIX): None for key in table})
+    except TypeError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from None
+
+
+def _overlay(
+    path: Path, environments: dict[str, Any], env: str, pools: dict[str, Any]
+) -> dict[str, Any]:
+    """The checked ``[env.ENV]`` table."""
+    where = f"{path}: [env.{env}]"
+    overlay = _table(environments, env, f"{path}: [env]")
+    _only(overlay, {"defaults", "pools", "packs"}, where)
+    _check_names(_table(overlay, "defaults", where), f"{where} defaults")
+    for name, table in _table(overlay, "pools", where).items():
+        if name not in pools:
+            raise ConfigFileError(f"{where}: pools.{name}: no [pools.{name}] to overlay")
+        _check_names(_table({name: table}, name, where), f"{where} pools.{name}")
+    packs = overlay.get("packs", [])
+    if not isinstance(packs, list) or not all(isinstance(p, str) for p in packs):
+        raise ConfigFileError(f"{where}: packs must be a list of pack names")
+    return overlay
+
+
 def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
-    """Read *path* for environment *env* (None: no overlay); every error names file and key."""
+    """Read *path* for environment *env* (None: no overlay); every error names file and key.
+
+    Every environment's tables are checked for unknown names, not only the one chosen.
+    """
     path = Path(path)
     try:
         with path.open("rb") as file:
@@ -102,34 +131,26 @@ def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
         raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
     _only(data, {"defaults", "pools", "env"}, str(path))
     defaults = _table(data, "defaults", str(path))
+    _check_names(defaults, f"{path}: [defaults]")
     pools = _table(data, "pools", str(path))
+    for name in pools:
+        _check_names(_table(pools, name, f"{path}: [pools]"), f"{path}: [pools.{name}]")
     environments = _table(data, "env", str(path))
-    overlay: dict[str, Any] = {}
-    if env is not None:
-        if env not in environments:
-            known = ", ".join(sorted(environments)) or "none"
-            raise ConfigFileError(f"{path}: no environment {env!r} (environments: {known})")
-        overlay = _table(environments, env, f"{path}: [env]")
-        _only(overlay, {"defaults", "pools", "packs"}, f"{path}: [env.{env}]")
-    env_where = f"{path}: [env.{env}]"
-    env_defaults = _table(overlay, "defaults", env_where)
-    env_pools = _table(overlay, "pools", env_where)
-    for name in env_pools:
-        if name not in pools:
-            raise ConfigFileError(f"{env_where}: pools.{name}: no [pools.{name}] to overlay")
-    packs = overlay.get("packs", [])
-    if not isinstance(packs, list) or not all(isinstance(p, str) for p in packs):
-        raise ConfigFileError(f"{env_where}: packs must be a list of pack names")
+    overlays = {name: _overlay(path, environments, name, pools) for name in environments}
+    if env is not None and env not in environments:
+        known = ", ".join(sorted(environments)) or "none"
+        raise ConfigFileError(f"{path}: no environment {env!r} (environments: {known})")
+    overlay = overlays.get(env, {}) if env is not None else {}
+    env_defaults = overlay.get("defaults", {})
+    env_pools = overlay.get("pools", {})
     result = {}
     for name, table in pools.items():
         where = f"{path}: [pools.{name}]"
-        if not isinstance(table, dict):
-            raise ConfigFileError(f"{where}: must be a table")
-        merged = {**defaults, **table, **env_defaults, **_table(env_pools, name, env_where)}
+        merged = {**defaults, **table, **env_defaults, **env_pools.get(name, {})}
         settings = _resolve_secrets(merged, where)
         try:
             config = PoolConfig.from_kwargs(**settings)
         except (TypeError, ValueError) as exc:
             raise ConfigFileError(f"{where}: {exc}") from None
-        result[name] = PoolSettings(config, frozenset(settings))
-    return FileConfig(result, tuple(packs), tuple(sorted(environments)))
+        result[name] = PoolSettings(config, fields_set(settings))
+    return FileConfig(result, tuple(overlay.get("packs", ())), tuple(sorted(environments)))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
-get_ident = threading.get_ident
+current_thread = threading.current_thread
 
 
 class Connection(_Base):  # type: ignore[misc]
@@ -36,7 +36,10 @@ class Connection(_Base):  # type: ignore[misc]
     # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
     _pool: ConnectionPool | None = None
     _lent = False
-    _borrower = 0  # thread ident of the borrower
+    _borrower: threading.Thread | None = None
+    _expires_at = float("inf")  # monotonic time after which the pool closes it
+    _taken_at: Any = None  # where it was lent (a StackSummary), when leak detection is on
+    _leak_reported = False
     _check_owner = True  # the pool's check_owner_thread
     _lent_at = 0.0
     _idle_since = 0.0
@@ -104,7 +107,7 @@ class Connection(_Base):  # type: ignore[misc]
                 f"this connection was already returned to pool({pool.name}); "
                 "take another with get_connection()",
             )
-        if self._check_owner and self._borrower != get_ident():
+        if self._check_owner and self._borrower is not current_thread():
             raise ConnectionReturnedError(
                 0,
                 f"this connection is lent to another thread by pool({pool.name}); it was "

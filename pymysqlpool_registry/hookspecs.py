@@ -107,3 +107,26 @@ def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason:
 @hookspec
 def pymysqlpool_on_timeout(pool: ConnectionPool, waited: float) -> None:
     """A borrower gave up after *waited* seconds without a connection."""
+
+
+@hookspec
+def pymysqlpool_on_leak(
+    pool: ConnectionPool, connection: Connection, held: float, stack: str, abandoned: bool
+) -> None:
+    """*connection* has been lent for *held* seconds, longer than ``leak_threshold``.
+
+    *stack* is where it was taken (empty if leak detection was off then). *abandoned* is True
+    when its borrower thread has died: the pool then closes it and frees its slot.
+    Called once per loan, from the maintenance thread.
+    """
+
+
+@hookspec
+def pymysqlpool_on_reconnect_failed(
+    pool: ConnectionPool, error: BaseException, elapsed: float
+) -> None:
+    """Refilling *pool* to ``min_size`` has failed for *elapsed* seconds (``reconnect_timeout``).
+
+    Called once per outage, from the maintenance thread, with the last connect *error*; the
+    pool keeps trying with backoff.
+    """

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 from pymysql.constants import SERVER_STATUS
 
+from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
@@ -25,19 +29,21 @@ from .hookspecs import Verdict
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
-get_ident = threading.get_ident
+current_thread = threading.current_thread
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between failed connect attempts
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between a borrower's connect attempts
+_REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
+_LIFETIME_JITTER = 0.1
 
 
 class _Waiter:
     """A borrower waiting in line: woken with a connection, a free slot, or an error."""
 
-    __slots__ = ("conn", "error", "ident", "lock", "slot")
+    __slots__ = ("conn", "error", "lock", "slot", "thread")
 
     def __init__(self) -> None:
-        self.ident = get_ident()
+        self.thread = current_thread()
         self.lock = threading.Lock()
         self.lock.acquire()
         self.conn: Connection | None = None
@@ -89,11 +95,18 @@ class ConnectionPool:
                 "closed",
                 "discarded",
                 "resets",
+                "leaks",
             ),
             0,
         )
         self._wait_time = 0.0
+        self._all_back = threading.Event()  # set when the pool is closed and nothing is lent
+        self._refill_delay = 0.0
+        self._refill_failing_since: float | None = None
+        self._reconnect_reported = False
         self._fill()
+        self._maintenance = Maintenance(self)
+        _POOLS.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -148,6 +161,9 @@ class ConnectionPool:
 
     def _lend(self, conn: Connection, now: float, started: float) -> None:
         conn._lent_at = now
+        if self.config.leak_threshold is not None:
+            conn._leak_reported = False
+            conn._taken_at = traceback.extract_stack(limit=16)[:-3]
         if self._hooks.on_checkout is not None:
             self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
 
@@ -168,8 +184,12 @@ class ConnectionPool:
         for conn in idle:
             self._close(conn, "invalidated")
 
-    def close(self) -> None:
-        """Close the pool: idle connections now, lent ones as they come back."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the pool: idle connections now, lent ones as they come back.
+
+        With *timeout*, wait up to that many seconds for the lent ones; returns True if no
+        connection is still lent.
+        """
         with self._lock:
             self._closed = True
             idle = list(self._idle)
@@ -177,11 +197,37 @@ class ConnectionPool:
             self._total -= len(idle)
             waiters = list(self._waiters)
             self._waiters.clear()
+            if not self._lent:
+                self._all_back.set()
+        self._maintenance.stop()
         for waiter in waiters:
             waiter.error = PoolClosedError(0, f"pool({self.name}) was closed")
             waiter.lock.release()
         for conn in idle:
             self._close(conn, "pool-closed")
+        return self._all_back.wait(timeout) if timeout else self._all_back.is_set()
+
+    def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
+        """Change the pool's size limits at run time (validated like the config)."""
+        config = attrs.evolve(
+            self.config,
+            min_size=self.config.min_size if min_size is None else min_size,
+            max_size=self.config.max_size if max_size is None else max_size,
+        )
+        surplus = []
+        with self._lock:
+            self.config = config
+            while self._total > config.max_size and self._idle:
+                surplus.append(self._idle.popleft())
+                self._total -= 1
+            while self._waiters and self._total < config.max_size:
+                waiter = self._waiters.popleft()
+                waiter.slot = True
+                self._total += 1
+                waiter.lock.release()
+        for conn in surplus:
+            self._close(conn, "resized")
+        self._maintenance.wake()
 
     # --- lending ---
 
@@ -197,7 +243,7 @@ class ConnectionPool:
             if self._idle:
                 conn = self._take_idle()
                 conn._lent = True
-                conn._borrower = get_ident()
+                conn._borrower = current_thread()
                 self._lent.add(conn)
                 return conn, False
             if self._total < self.config.max_size:
@@ -271,7 +317,7 @@ class ConnectionPool:
                 if not self._closed:
                     self._lent.add(conn)
                     conn._lent = True
-                    conn._borrower = get_ident()
+                    conn._borrower = current_thread()
                     return conn
             self._discard(conn, "pool-closed")
             raise PoolClosedError(0, f"pool({self.name}) is closed")
@@ -296,6 +342,9 @@ class ConnectionPool:
         conn._generation = self._generation
         conn._dirty = False
         now = conn._idle_since = monotonic()
+        lifetime = self.config.max_lifetime
+        if lifetime is not None:
+            conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
         with self._lock:
             self._counts["created"] += 1
         if self._hooks.on_connect is not None:
@@ -347,7 +396,7 @@ class ConnectionPool:
             if idle:
                 self._idle.remove(conn)
                 conn._lent = True
-                conn._borrower = get_ident()
+                conn._borrower = current_thread()
                 self._lent.add(conn)
                 self._counts["requests"] += 1
         if not idle:
@@ -384,6 +433,8 @@ class ConnectionPool:
             reason = "unread-result"  # reading the rest could take long; a new connection won't
         elif conn._generation != self._generation:
             reason = "invalidated"
+        elif now >= conn._expires_at:
+            reason = "expired"
         else:
             try:
                 reset = self._reset(conn, force=verdict is Verdict.RESET)
@@ -438,10 +489,10 @@ class ConnectionPool:
         with self._lock:
             if reset:
                 self._counts["resets"] += 1
-            if not self._closed:
+            if not self._closed and self._total <= self.config.max_size:
                 if self._waiters:
                     waiter = self._waiters.popleft()
-                    conn._borrower = waiter.ident
+                    conn._borrower = waiter.thread
                     waiter.conn = conn
                     waiter.lock.release()
                     return
@@ -449,7 +500,7 @@ class ConnectionPool:
                 self._lent.discard(conn)
                 self._idle.append(conn)
                 return
-        self._discard(conn, "pool-closed")
+        self._discard(conn, "pool-closed" if self._closed else "resized")
 
     def _discard(self, conn: Connection, reason: str) -> None:
         """Close a lent *conn* and free its slot."""
@@ -465,8 +516,13 @@ class ConnectionPool:
                 waiter = self._waiters.popleft()
                 waiter.slot = True
                 waiter.lock.release()
-            else:
-                self._total -= 1
+                return
+            self._total -= 1
+            if self._closed and not self._lent:
+                self._all_back.set()
+            refill = self._total < self.config.min_size and not self._closed
+        if refill:
+            self._maintenance.wake()
 
     def _close(self, conn: Connection, reason: str) -> None:
         """Close *conn*, whose slot is already accounted for, and report it."""
@@ -477,3 +533,137 @@ class ConnectionPool:
                 self._counts["discarded"] += 1
         if self._hooks.on_discard is not None:
             self._hooks.on_discard(pool=self, connection=conn, reason=reason)
+
+    # --- maintenance (the pool's own thread) and fork safety ---
+
+    def _maintain(self) -> float | None:
+        """One round of periodic work; returns seconds until the next round (None: stop)."""
+        config = self.config
+        now = monotonic()
+        with self._lock:
+            if self._closed:
+                return None
+            retired = self._take_retired(now)
+            stale = self._take_for_keepalive(now)
+            lent = list(self._lent)
+            missing = max(config.min_size - self._total, 0)
+            self._total += missing
+        for conn, reason in retired:
+            self._close(conn, reason)
+        for conn in stale:
+            try:
+                conn.ping_within(config.ping_timeout)
+            except Exception:  # noqa: BLE001 - any failure means the connection is gone
+                self._discard(conn, "dead")
+            else:
+                self._put(conn, monotonic(), False)
+        self._check_leaks(lent, now)
+        if missing:
+            self._refill(missing, now)
+        if self._refill_failing_since is not None:
+            return self._refill_delay
+        periods = (config.max_idle, config.keepalive_interval, config.leak_threshold)
+        return min([1.0, *(p / 4 for p in periods if p is not None)])
+
+    def _take_retired(self, now: float) -> list[tuple[Connection, str]]:
+        """Under the lock: remove idle connections past their lifetime or idle too long."""
+        max_idle = self.config.max_idle
+        surplus = self._total - self.config.min_size
+        retired = []
+        for conn in self._idle:
+            if now >= conn._expires_at:
+                retired.append((conn, "expired"))
+            elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
+                retired.append((conn, "idle"))
+                surplus -= 1
+        for conn, _ in retired:
+            self._idle.remove(conn)
+        self._total -= len(retired)
+        return retired
+
+    def _take_for_keepalive(self, now: float) -> list[Connection]:
+        """Under the lock: lend to this thread the idle connections due for a keepalive ping."""
+        interval = self.config.keepalive_interval
+        if interval is None:
+            return []
+        due = [conn for conn in self._idle if now - conn._idle_since >= interval]
+        for conn in due:
+            self._idle.remove(conn)
+            conn._lent = True
+            conn._borrower = current_thread()
+            self._lent.add(conn)
+        return due
+
+    def _check_leaks(self, lent: list[Connection], now: float) -> None:
+        """Report connections lent too long; close those whose borrower thread died."""
+        threshold = self.config.leak_threshold
+        for conn in lent:
+            borrower = conn._borrower
+            abandoned = (
+                conn._check_owner
+                and conn._lent
+                and borrower is not None
+                and not borrower.is_alive()
+            )
+            held = now - conn._lent_at
+            overdue = threshold is not None and held > threshold and not conn._leak_reported
+            if not (abandoned or overdue):
+                continue
+            conn._leak_reported = True
+            with self._lock:
+                self._counts["leaks"] += 1
+            if self._hooks.on_leak is not None:
+                stack = "".join(conn._taken_at.format()) if conn._taken_at else ""
+                self._hooks.on_leak(
+                    pool=self, connection=conn, held=held, stack=stack, abandoned=abandoned
+                )
+            if abandoned:
+                self._discard(conn, "abandoned")
+
+    def _refill(self, missing: int, now: float) -> None:
+        """Open *missing* connections in slots already reserved, backing off on failure."""
+        for opened in range(missing):
+            try:
+                conn = self._create("fill", self.config.connect_timeout)
+            except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
+                for _ in range(missing - opened):
+                    self._release_slot()
+                self._refill_failed(exc, now)
+                return
+            with self._lock:
+                conn._lent = True
+                conn._borrower = current_thread()
+                self._lent.add(conn)
+            self._put(conn, monotonic(), False)
+        self._refill_failing_since = None
+        self._refill_delay = 0.0
+
+    def _refill_failed(self, error: Exception, now: float) -> None:
+        since = self._refill_failing_since
+        self._refill_delay = min(max(self._refill_delay * 2, 0.05), _REFILL_BACKOFF_MAX)
+        if since is None:
+            self._refill_failing_since = now
+            self._reconnect_reported = False
+        elif (
+            now - since >= self.config.reconnect_timeout
+            and not self._reconnect_reported
+            and self._hooks.on_reconnect_failed is not None
+        ):
+            self._reconnect_reported = True
+            self._hooks.on_reconnect_failed(pool=self, error=error, elapsed=now - since)
+
+    def _after_fork(self) -> None:
+        """In a forked child: drop the parent's connections without touching their sockets'
+        server sessions, and start afresh (a lent one becomes a plain closed connection)."""
+        self._lock = threading.Lock()
+        for conn in (*self._idle, *self._lent):
+            conn._pool = None
+            conn._lent = False
+            conn._force_close()
+        self._idle.clear()
+        self._lent.clear()
+        self._waiters.clear()
+        self._total = 0
+        self._generation += 1
+        if not self._closed:
+            self._maintenance = Maintenance(self)

@@ -11,7 +11,7 @@ import attrs
 
 from . import configfile
 from ._manager import PolicyManager
-from .config import PoolConfig
+from .config import PoolConfig, fields_set
 from .configfile import PoolSettings
 from .errors import UnknownPoolError
 from .packs import PolicyPack, apply_defaults, explicit_fields, load_pack
@@ -72,7 +72,11 @@ class Registry:
         return manager
 
     def use_pack(self, pack: str | PolicyPack) -> None:
-        """Add a policy pack (by installed name, or the object); pools built later use it."""
+        """Add a policy pack (by installed name, or the object).
+
+        Its hooks act at once on every pool of this registry; its config defaults apply to
+        pools built from now on (``config(name)`` shows them even for a pool already built).
+        """
         self.manager.add_pack(load_pack(pack) if isinstance(pack, str) else pack)
 
     def load(
@@ -83,6 +87,11 @@ class Registry:
         Adds the packs the file names for that environment; returns the pool names.
         """
         found = configfile.read(path, env if env is not None else self.env)
+        taken = sorted(found.pools.keys() & self._settings.keys())
+        if taken and not replace:
+            raise ValueError(
+                f"{path}: pools already registered: {', '.join(taken)}; pass replace=True"
+            )
         for pack in found.packs:
             self.use_pack(pack)
         for name, settings in found.pools.items():
@@ -104,7 +113,7 @@ class Registry:
         needs ``replace=True``; the old pool, if it was built, is closed.
         """
         if config is None:
-            settings = PoolSettings(PoolConfig.from_kwargs(**kwargs), frozenset(kwargs))
+            settings = PoolSettings(PoolConfig.from_kwargs(**kwargs), fields_set(kwargs))
         else:
             config = attrs.evolve(config, **kwargs) if kwargs else config
             settings = PoolSettings(config, explicit_fields(config) | kwargs.keys())

@@ -251,7 +251,7 @@ def test_hook_pymysqlpool_classify_error_invalidate_pool(make_pool: MakePool) ->
     assert pool.stats()["idle"] == 0
     with pool.connection() as fresh:
         assert fresh not in (failed, other, idle[0])
-    assert pool.stats()["created"] == 4
+    assert pool.stats()["created"] >= 4  # the maintenance thread also refills to min_size
 
 
 def test_hook_pymysqlpool_classify_error_none_falls_through_to_default(
@@ -389,6 +389,8 @@ DEFAULT_HOOKS = {
         "pymysqlpool_on_checkout",
         "pymysqlpool_on_connect",
         "pymysqlpool_on_discard",
+        "pymysqlpool_on_leak",
+        "pymysqlpool_on_reconnect_failed",
         "pymysqlpool_on_timeout",
     ],
 }

@@ -52,6 +52,24 @@ def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason:
 
 
 @hookimpl(trylast=True)
+def pymysqlpool_on_leak(
+    pool: ConnectionPool, connection: Connection, held: float, stack: str, abandoned: bool
+) -> None:
+    """Log a leaked (or abandoned) connection at WARNING, with where it was taken."""
+    what = "its borrower thread died; closing it" if abandoned else "not returned yet"
+    where = f"; taken at:\n{stack}" if stack else ""
+    logger.warning("Connection lent by pool(%s) for %.1f s: %s%s", pool.name, held, what, where)
+
+
+@hookimpl(trylast=True)
+def pymysqlpool_on_reconnect_failed(
+    pool: ConnectionPool, error: BaseException, elapsed: float
+) -> None:
+    """Log at ERROR that the pool cannot reach its server."""
+    logger.error("pool(%s) has failed to reconnect for %.0f s: %s", pool.name, elapsed, error)
+
+
+@hookimpl(trylast=True)
 def pymysqlpool_on_timeout(pool: ConnectionPool, waited: float) -> None:
     """Log a borrower that gave up at INFO (the borrower gets the exception)."""
     logger.info("No connection from pool(%s) after %.3f s", pool.name, waited)

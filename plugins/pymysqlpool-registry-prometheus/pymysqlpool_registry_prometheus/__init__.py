@@ -78,7 +78,7 @@ class PrometheusMetrics:
         registry.register(_PoolGauges(self._pools, prefix))
 
     def _seen(self, pool: ConnectionPool) -> str:
-        if pool.name not in self._pools:
+        if self._pools.get(pool.name) is not pool:  # new, or a pool replaced under that name
             self._pools[pool.name] = pool
         return pool.name
 
