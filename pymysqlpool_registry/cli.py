@@ -1,0 +1,290 @@
+"""The ``pymysqlpool`` command: ``demo``, ``check``, ``plugins`` and ``stats``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+
+from .configfile import ConfigFileError
+from .errors import PluginError, PoolError, UnknownPoolError
+from .packs import PACK_GROUP, installed
+from .pool import ConnectionPool
+from .registry import Registry
+from .throwaway import ServerNotFound, ServerStartError, ThrowawayServer
+
+try:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+except ImportError:  # pragma: no cover - exercised only without the cli extra
+    Console = None  # type: ignore[assignment,misc]
+
+_DEMO_POOL = "demo"
+
+
+class CliError(Exception):
+    """A failure shown to the user as one line, with what to do about it."""
+
+
+def explain(exc: BaseException) -> str:
+    """One line saying what went wrong and how to fix it."""
+    cause = exc
+    while isinstance(cause, PoolError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    errno = cause.args[0] if isinstance(cause, pymysql.err.Error) and cause.args else None
+    if errno == 1045:
+        return f"access denied ({cause.args[1]}): check the user and password"
+    if errno == 1049:
+        return f"{cause.args[1]}: create it or fix 'database'"
+    if errno in (2003, 2013, 2006):
+        return f"cannot reach the server ({cause.args[1]}): is it running, are host and port right?"
+    if isinstance(exc, ConfigFileError):
+        return f"bad config: {exc}"
+    if isinstance(exc, ServerNotFound):
+        return f"{exc}, or give --dsn mysql://user:password@host:port/database"
+    return str(exc) or type(exc).__name__
+
+
+def dsn_settings(dsn: str) -> dict[str, Any]:
+    """``mysql://user:password@host:port/database`` as PoolConfig keyword arguments."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
+        raise CliError(
+            f"bad --dsn {parts.scheme}://…: use mysql://user:password@host:port/database"
+        )
+    settings: dict[str, Any] = {"host": parts.hostname, "port": parts.port or 3306}
+    if parts.username:
+        settings["user"] = unquote(parts.username)
+    if parts.password:
+        settings["password"] = unquote(parts.password)
+    if parts.path.strip("/"):
+        settings["database"] = parts.path.strip("/")
+    return settings
+
+
+@contextmanager
+def demo_registry(args: argparse.Namespace, console: Console) -> Iterator[tuple[Registry, str]]:
+    """A registry with the pool the demo uses: from --config, --dsn, or a throwaway server."""
+    registry = Registry(env=args.env)
+    with ExitStack() as stack:
+        stack.callback(registry.close_all)
+        if args.config:
+            names = registry.load(args.config)
+            name = args.pool or (names[0] if names else None)
+            if name is None:
+                raise CliError(f"{args.config}: no [pools.NAME] table")
+        else:
+            if args.dsn:
+                settings = dsn_settings(args.dsn)
+            else:
+                console.print("starting a throwaway MariaDB in a temporary directory…")
+                server = stack.enter_context(ThrowawayServer())
+                settings = server.connect_kwargs()
+            name = _DEMO_POOL
+            registry.register(name, max_size=args.max_size, autocommit=True, **settings)
+        yield registry, name
+
+
+def run_workload(
+    pool: ConnectionPool, threads: int, seconds: float, progress: Callable[[float], None]
+) -> list[float]:
+    """*threads* workers doing read-only loans for *seconds*; returns each loan's latency."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    failures: list[BaseException] = []
+    stop_at = time.monotonic() + seconds
+
+    def work(mine: list[float]) -> None:
+        try:
+            while time.monotonic() < stop_at and len(mine) < 10_000_000:
+                started = time.perf_counter()
+                with pool.connection() as conn, conn.cursor() as cur:
+                    cur.execute("SELECT CONNECTION_ID(), %s", (len(mine),))
+                    cur.fetchall()
+                mine.append(time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=work, args=(mine,), daemon=True) for mine in latencies]
+    for worker in workers:
+        worker.start()
+    while any(worker.is_alive() for worker in workers) and time.monotonic() < stop_at + 30:
+        progress(min(1.0, 1 - (stop_at - time.monotonic()) / seconds))
+        time.sleep(0.1)
+    if failures:
+        raise failures[0]
+    return sorted(t for mine in latencies for t in mine)
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    with demo_registry(args, console) as (registry, name):
+        pool = registry.get(name)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"{args.threads} threads on pool {name!r}", total=1.0)
+            latencies = run_workload(
+                pool, args.threads, args.seconds, lambda done: bar.update(task, completed=done)
+            )
+        stats = pool.stats()
+    console.print(
+        f"{len(latencies)} loans in {args.seconds:g} s ({len(latencies) / args.seconds:,.0f}/s), "
+        f"{args.threads} threads, pool {name!r} of at most {stats['max_size']:g}"
+    )
+    table = Table("latency", "ms")
+    if len(latencies) >= 2:
+        cuts = statistics.quantiles(latencies, n=100)
+        for label, value in (
+            ("p50", cuts[49]),
+            ("p90", cuts[89]),
+            ("p99", cuts[98]),
+            ("max", latencies[-1]),
+        ):
+            table.add_row(label, f"{value * 1e3:.3f}")
+    console.print(table)
+    console.print(stats_table({name: stats}))
+    return 0
+
+
+def stats_table(all_stats: dict[str, dict[str, float]]) -> Table:
+    """Pool statistics, one column per pool."""
+    table = Table("statistic", *all_stats)
+    keys = next(iter(all_stats.values()), {})
+    for key in keys:
+        table.add_row(key, *(f"{stats[key]:g}" for stats in all_stats.values()))
+    return table
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    registry = Registry(env=args.env)
+    names = registry.load(args.config)
+    table = Table("pool", "server", "result")
+    failed = 0
+    try:
+        for name in names:
+            config = registry.config(name)
+            where = config.unix_socket or f"{config.host}:{config.port}"
+            try:
+                with registry.get(name).connection(timeout=config.connect_timeout) as conn:
+                    conn.ping_within(config.ping_timeout)
+                result = "[green]ok[/green]"
+            except Exception as exc:  # noqa: BLE001 - each pool's failure is one row
+                failed += 1
+                result = f"[red]failed[/red]: {explain(exc)}"
+            table.add_row(name, where, result)
+    finally:
+        registry.close_all()
+    console.print(table)
+    return 1 if failed else 0
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    manager = Registry(env=args.env).manager
+    plugins = manager.describe()
+    loaded_packs = {pack.name for pack in manager.packs}
+    packs = [
+        {"name": name, "entry_point": entry.value, "selected": name in loaded_packs}
+        for name, entry in sorted(installed(PACK_GROUP).items())
+    ]
+    if args.json:
+        print(json.dumps({"plugins": plugins, "packs": packs}, indent=2))
+        return 0
+    table = Table("plugin", "kind", "hooks")
+    for plugin in plugins:
+        table.add_row(plugin["name"], plugin["kind"], "\n".join(plugin["hooks"]))
+    console.print(table)
+    pack_table = Table("installed pack", "entry point", "selected")
+    for pack in packs:
+        pack_table.add_row(pack["name"], pack["entry_point"], "yes" if pack["selected"] else "")
+    console.print(pack_table)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    registry = Registry(env=args.env)
+    try:
+        names = registry.load(args.config)
+        all_stats = {name: registry.get(name).stats() for name in names}
+    finally:
+        registry.close_all()
+    if args.json:
+        print(json.dumps(all_stats, indent=2))
+    else:
+        console.print(stats_table(all_stats))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(prog="pymysqlpool", description="PyMySQL connection pools")
+    commands = top.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="a threaded workload through a pool, then its statistics"
+    )
+    demo.add_argument(
+        "--dsn", help="mysql://user:password@host:port/database (default: a throwaway MariaDB)"
+    )
+    demo.add_argument("--config", help="a TOML config file instead of --dsn")
+    demo.add_argument("--pool", help="the pool of --config to use (default: the first)")
+    demo.add_argument("--threads", type=int, default=16)
+    demo.add_argument("--seconds", type=float, default=3.0)
+    demo.add_argument("--max-size", type=int, default=4)
+    check = commands.add_parser("check", help="validate a config file and ping every pool")
+    check.add_argument("config")
+    plugins = commands.add_parser("plugins", help="list plugins, packs and their hooks")
+    plugins.add_argument("--json", action="store_true")
+    stats = commands.add_parser(
+        "stats", help="build the pools of a config file and show their statistics"
+    )
+    stats.add_argument("config")
+    stats.add_argument("--json", action="store_true")
+    for command in (demo, check, plugins, stats):
+        command.add_argument("--env", help="environment (default: $PYMYSQLPOOL_ENV)")
+    return top
+
+
+COMMANDS = {"demo": cmd_demo, "check": cmd_check, "plugins": cmd_plugins, "stats": cmd_stats}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; failures are one line on stderr and exit code 2 (1: a check failed)."""
+    args = parser().parse_args(argv)
+    if Console is None:
+        print(
+            "error: the command needs rich: pip install 'pymysqlpool-registry[cli]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return COMMANDS[args.command](args, Console())
+    except (
+        CliError,
+        ConfigFileError,
+        PluginError,
+        UnknownPoolError,
+        PoolError,
+        pymysql.err.Error,
+        ServerNotFound,
+        ServerStartError,
+        OSError,
+        ValueError,
+        TypeError,
+    ) as exc:
+        print(f"error: {explain(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
