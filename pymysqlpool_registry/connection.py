@@ -45,10 +45,12 @@ class Connection(_Base):  # type: ignore[misc]
     _idle_since = 0.0
     _generation = 0
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
+    _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
     _poller: Any = None
     _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker
     _write_timeout: float | None
+    _next_seq_id: int
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if not self.unix_socket else self.unix_socket
@@ -120,7 +122,10 @@ class Connection(_Base):  # type: ignore[misc]
             self._check_borrower()
         if command != COMMAND.COM_PING:
             self._dirty = True
-        return super()._execute_command(command, sql)
+        result = super()._execute_command(command, sql)
+        if self._pending_reply:  # pipelined: the ROLLBACK's OK comes before this command's reply
+            self.read_pending_reply()
+        return result
 
     def commit(self) -> None:
         super().commit()
@@ -144,8 +149,33 @@ class Connection(_Base):  # type: ignore[misc]
             return True
         return self._dirty and not status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 
-    def socket_readable(self) -> bool:
-        """True if the idle socket has data or EOF waiting: the server closed or broke it."""
+    def send_rollback(self) -> None:
+        """Send ROLLBACK without waiting for its reply.
+
+        The reply is read when it is already there at the next checkout, or else right after
+        the next command is sent, so the round trip overlaps that command's.
+        """
+        self._execute_command(COMMAND.COM_QUERY, "ROLLBACK")
+        self._dirty = False
+        self._pending_reply = True
+
+    def read_pending_reply(self) -> None:
+        """Read the OK of a ROLLBACK sent by :meth:`send_rollback`; close the socket if that fails."""
+        self._pending_reply = False
+        expected, self._next_seq_id = self._next_seq_id, 1
+        try:
+            self._read_ok_packet()
+        except BaseException:
+            self._force_close()
+            raise
+        self._next_seq_id = expected
+
+    def server_closed(self) -> bool:
+        """True if the server closed or broke this idle connection, judged without a round trip.
+
+        An idle socket with data or EOF waiting is dead, unless the data is the reply to a
+        pipelined ROLLBACK, which is then read and the socket looked at again.
+        """
         sock = self._sock
         if sock is None:
             return True
@@ -155,6 +185,14 @@ class Connection(_Base):  # type: ignore[misc]
                 return bool(select.select([sock], [], [], 0)[0])
             poller = self._poller = select.poll()
             poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        if not self._pending_reply:
+            return True
+        try:
+            self.read_pending_reply()
+        except Exception:  # noqa: BLE001 - a failed reply means a dead connection
+            return True
         return bool(poller.poll(0))
 
     def ping_within(self, timeout: float) -> None:

@@ -420,7 +420,7 @@ class ConnectionPool:
         conn._check_borrower()
         now = monotonic()
         usage = now - conn._lent_at
-        open_transaction = bool(conn.server_status & _IN_TRANS)
+        open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
         conn._end_loan()
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
@@ -473,9 +473,11 @@ class ConnectionPool:
                 return False
             conn.reset_session(config)
             return True
+        if conn._pending_reply:
+            return False  # no command since the last borrower's ROLLBACK was sent
         did = False
         if force or conn.in_transaction:
-            conn.rollback()
+            conn.send_rollback()
             did = True
         if bool(conn.server_status & _AUTOCOMMIT) is not config.autocommit:
             conn.autocommit(config.autocommit)

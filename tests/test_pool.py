@@ -555,7 +555,7 @@ def test_idle_connection_killed_in_pool_is_replaced_at_checkout(
     killed_id = connection_id(conn)
     conn.close()
     server.query(f"KILL CONNECTION {killed_id}")
-    wait_until(conn.socket_readable, "the server to close the killed connection's socket")
+    wait_until(conn.server_closed, "the server to close the killed connection's socket")
 
     with pool.get_connection() as conn:
         assert connection_id(conn) != killed_id
@@ -772,7 +772,7 @@ def test_server_restart_dead_idle_connections_are_replaced(
         conn.close()
     spare_server.restart()
     wait_until(
-        lambda: all(conn.socket_readable() for conn in idle), "the restart to drop the sockets"
+        lambda: all(conn.server_closed() for conn in idle), "the restart to drop the sockets"
     )
 
     lent = [pool.get_connection() for _ in range(3)]

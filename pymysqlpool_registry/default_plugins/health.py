@@ -21,7 +21,7 @@ def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: flo
     ``KILL`` or ``wait_timeout``. That check costs no round trip; a connection idle longer
     than ``ping_interval`` also gets a COM_PING bounded by ``ping_timeout``.
     """
-    if connection.socket_readable():
+    if connection.server_closed():
         return False
     interval = pool.config.ping_interval
     if interval is None or idle < interval:

@@ -53,7 +53,7 @@ def kill(server: ThrowawayServer, conn: Connection) -> None:
     """KILL an idle pooled connection and wait (bounded) until its socket shows it."""
     server.query(f"KILL {conn.thread_id()}")
     for _ in range(200):
-        if conn.socket_readable():
+        if conn.server_closed():
             return
         time.sleep(0.01)
     pytest.fail("the killed connection's socket never became readable")
