@@ -57,19 +57,34 @@ def explain(exc: BaseException) -> str:
 
 def dsn_settings(dsn: str) -> dict[str, Any]:
     """``mysql://user:password@host:port/database`` as PoolConfig keyword arguments."""
-    parts = urlsplit(dsn)
+    usage = "use mysql://user:password@host:port/database"
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError as exc:
+        raise CliError(f"bad --dsn ({exc}): {usage}") from None
     if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
-        raise CliError(
-            f"bad --dsn {parts.scheme}://…: use mysql://user:password@host:port/database"
-        )
-    settings: dict[str, Any] = {"host": parts.hostname, "port": parts.port or 3306}
+        raise CliError(f"bad --dsn {parts.scheme}://…: {usage}")
+    settings: dict[str, Any] = {"host": parts.hostname, "port": port or 3306}
     if parts.username:
         settings["user"] = unquote(parts.username)
     if parts.password:
         settings["password"] = unquote(parts.password)
     if parts.path.strip("/"):
-        settings["database"] = parts.path.strip("/")
+        settings["database"] = unquote(parts.path.strip("/"))
     return settings
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: *kind* of the text, which must be above zero."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return parse
 
 
 @contextmanager
@@ -91,6 +106,7 @@ def demo_registry(args: argparse.Namespace, console: Console) -> Iterator[tuple[
                 server = stack.enter_context(ThrowawayServer())
                 settings = server.connect_kwargs()
             name = _DEMO_POOL
+            settings.setdefault("timeout", 5.0)  # a demo should fail fast on a wrong --dsn
             registry.register(name, max_size=args.max_size, autocommit=True, **settings)
         yield registry, name
 
@@ -164,8 +180,12 @@ def stats_table(all_stats: dict[str, dict[str, float]]) -> Table:
     table = Table("statistic", *all_stats)
     keys = next(iter(all_stats.values()), {})
     for key in keys:
-        table.add_row(key, *(f"{stats[key]:g}" for stats in all_stats.values()))
+        table.add_row(key, *(_number(stats[key]) for stats in all_stats.values()))
     return table
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -203,10 +223,14 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps({"plugins": plugins, "packs": packs}, indent=2))
         return 0
     table = Table("plugin", "kind", "hooks")
+    for column in table.columns:
+        column.overflow = "fold"
     for plugin in plugins:
         table.add_row(plugin["name"], plugin["kind"], "\n".join(plugin["hooks"]))
     console.print(table)
     pack_table = Table("installed pack", "entry point", "selected")
+    for column in pack_table.columns:
+        column.overflow = "fold"
     for pack in packs:
         pack_table.add_row(pack["name"], pack["entry_point"], "yes" if pack["selected"] else "")
     console.print(pack_table)
@@ -239,9 +263,9 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--config", help="a TOML config file instead of --dsn")
     demo.add_argument("--pool", help="the pool of --config to use (default: the first)")
-    demo.add_argument("--threads", type=int, default=16)
-    demo.add_argument("--seconds", type=float, default=3.0)
-    demo.add_argument("--max-size", type=int, default=4)
+    demo.add_argument("--threads", type=_positive(int), default=16)
+    demo.add_argument("--seconds", type=_positive(float), default=3.0)
+    demo.add_argument("--max-size", type=_positive(int), default=4)
     check = commands.add_parser("check", help="validate a config file and ping every pool")
     check.add_argument("config")
     plugins = commands.add_parser("plugins", help="list plugins, packs and their hooks")
@@ -270,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args, Console())
+    except BrokenPipeError:  # e.g. piped into head: nothing left to say
+        return 1
     except (
         CliError,
         ConfigFileError,

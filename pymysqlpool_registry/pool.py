@@ -19,6 +19,7 @@ from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
+from .default_plugins.reusability import error_number
 from .errors import (
     ConnectionReturnedError,
     GetConnectionFromPoolError,
@@ -35,6 +36,9 @@ _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between a borrower's connect attempts
 _REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
+#: Connect errors that retrying within a deadline won't fix: access denied (1044, 1045),
+#: unknown database (1049), authentication method unsupported (1251, 2059).
+_CONFIG_ERRNOS = frozenset({1044, 1045, 1049, 1251, 2059})
 
 
 class _Waiter:
@@ -304,7 +308,8 @@ class ConnectionPool:
                 last_error = exc
                 with self._lock:
                     self._counts["connect_errors"] += 1
-                if waits and monotonic() + delay < deadline:
+                retry = error_number(exc) not in _CONFIG_ERRNOS  # waiting won't fix these
+                if retry and waits and monotonic() + delay < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, _BACKOFF_MAX)
                     continue
