@@ -117,7 +117,8 @@ def pymysqlpool_on_leak(
 
     *stack* is where it was taken (empty if leak detection was off then). *abandoned* is True
     when its borrower thread has died: the pool then closes it and frees its slot.
-    Called once per loan, from the maintenance thread.
+    Called from the maintenance thread once per loan when it becomes overdue, and once
+    more if its borrower then dies.
     """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 import traceback
@@ -33,7 +34,9 @@ monotonic = time.monotonic
 current_thread = threading.current_thread
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 0.25  # seconds between a borrower's connect attempts
+#: Seconds between a borrower's connect attempts: doubling up to the cap, with full jitter,
+#: and cut short when another borrower's connect succeeds (the server is back).
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.002, 0.025
 _REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
 #: Connect errors that retrying within a deadline won't fix: access denied (1044, 1045),
@@ -105,6 +108,7 @@ class ConnectionPool:
         )
         self._wait_time = 0.0
         self._all_back = threading.Event()  # set when the pool is closed and nothing is lent
+        self._connected = threading.Condition(self._lock)  # notified when a connect succeeds
         self._refill_delay = 0.0
         self._refill_failing_since: float | None = None
         self._reconnect_reported = False
@@ -157,9 +161,10 @@ class ConnectionPool:
             conn, fresh = self._checkout(started, timeout, retry_num, first)
             first = False
             now = monotonic()
-            if fresh or self._is_fit(conn, now - conn._idle_since):
+            unfit = None if fresh else self._unfit(conn, now)
+            if unfit is None:
                 break
-            self._discard(conn, "dead")
+            self._discard(conn, unfit)
         self._lend(conn, now, started)
         return conn
 
@@ -167,7 +172,7 @@ class ConnectionPool:
         conn._lent_at = now
         if self.config.leak_threshold is not None:
             conn._leak_reported = False
-            conn._taken_at = traceback.extract_stack(limit=16)[:-3]
+            conn._taken_at = traceback.extract_stack(sys._getframe(2), limit=16)
         if self._hooks.on_checkout is not None:
             self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
 
@@ -310,7 +315,8 @@ class ConnectionPool:
                     self._counts["connect_errors"] += 1
                 retry = error_number(exc) not in _CONFIG_ERRNOS  # waiting won't fix these
                 if retry and waits and monotonic() + delay < deadline:
-                    time.sleep(delay)
+                    with self._lock:
+                        self._connected.wait(random.uniform(0, delay))
                     delay = min(delay * 2, _BACKOFF_MAX)
                     continue
                 self._release_slot()
@@ -352,6 +358,7 @@ class ConnectionPool:
             conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
         with self._lock:
             self._counts["created"] += 1
+            self._connected.notify_all()
         if self._hooks.on_connect is not None:
             self._hooks.on_connect(
                 pool=self, connection=conn, reason=reason, duration=now - started
@@ -371,15 +378,19 @@ class ConnectionPool:
         self._idle.extend(opened)
         self._total = len(opened)
 
-    def _is_fit(self, conn: Connection, idle: float) -> bool:
+    def _unfit(self, conn: Connection, now: float) -> str | None:
+        """Why an idle connection must not be lent (``"expired"``, ``"dead"``), or None."""
+        if now >= conn._expires_at:
+            return "expired"
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
-            return True
+            return None
         try:
-            return pre_ping(pool=self, connection=conn, idle=idle) is not False
+            fit = pre_ping(pool=self, connection=conn, idle=now - conn._idle_since)
         except BaseException:
             self._discard(conn, "dead")
             raise
+        return None if fit is not False else "dead"
 
     def _timeout_error(
         self, timeout: float, retry_num: int, started: float, cause: BaseException | None = None
@@ -411,8 +422,9 @@ class ConnectionPool:
                 "there; take another with get_connection()",
             )
         now = monotonic()
-        if not self._is_fit(conn, now - conn._idle_since):
-            self._discard(conn, "dead")
+        unfit = self._unfit(conn, now)
+        if unfit is not None:
+            self._discard(conn, unfit)
             raise ConnectionReturnedError(
                 0, f"this connection was returned to pool({self.name}) and has since died"
             )
@@ -513,13 +525,16 @@ class ConnectionPool:
         """Close a lent *conn* and free its slot."""
         with self._lock:
             self._lent.discard(conn)
-        self._release_slot()
         self._close(conn, reason)
+        self._release_slot()
 
-    def _release_slot(self) -> None:
-        """Free a slot: hand it to the first waiter (who opens a connection in it), or drop it."""
+    def _release_slot(self, wake: bool = True) -> None:
+        """Free a slot: hand it to the first waiter (who opens a connection in it), or drop it.
+
+        Dropping it below min_size wakes the maintenance thread to refill (*wake*).
+        """
         with self._lock:
-            if self._waiters and not self._closed:
+            if self._waiters and not self._closed and self._total <= self.config.max_size:
                 waiter = self._waiters.popleft()
                 waiter.slot = True
                 waiter.lock.release()
@@ -527,7 +542,7 @@ class ConnectionPool:
             self._total -= 1
             if self._closed and not self._lent:
                 self._all_back.set()
-            refill = self._total < self.config.min_size and not self._closed
+            refill = wake and self._total < self.config.min_size and not self._closed
         if refill:
             self._maintenance.wake()
 
@@ -573,13 +588,15 @@ class ConnectionPool:
         return min([1.0, *(p / 4 for p in periods if p is not None)])
 
     def _take_retired(self, now: float) -> list[tuple[Connection, str]]:
-        """Under the lock: remove idle connections past their lifetime or idle too long."""
+        """Under the lock: remove idle connections that expired, died, or idled too long."""
         max_idle = self.config.max_idle
         surplus = self._total - self.config.min_size
         retired = []
         for conn in self._idle:
             if now >= conn._expires_at:
                 retired.append((conn, "expired"))
+            elif conn.server_closed():  # killed, restarted or timed out while idle
+                retired.append((conn, "dead"))
             elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
                 retired.append((conn, "idle"))
                 surplus -= 1
@@ -605,6 +622,8 @@ class ConnectionPool:
         """Report connections lent too long; close those whose borrower thread died."""
         threshold = self.config.leak_threshold
         for conn in lent:
+            if conn._lent_at < conn._idle_since:
+                continue  # taken for a pre-ping or keepalive: the loan has not started
             borrower = conn._borrower
             abandoned = (
                 conn._check_owner
@@ -620,7 +639,7 @@ class ConnectionPool:
             with self._lock:
                 self._counts["leaks"] += 1
             if self._hooks.on_leak is not None:
-                stack = "".join(conn._taken_at.format()) if conn._taken_at else ""
+                stack = "".join(traceback.format_list(conn._taken_at or []))
                 self._hooks.on_leak(
                     pool=self, connection=conn, held=held, stack=stack, abandoned=abandoned
                 )
@@ -633,8 +652,10 @@ class ConnectionPool:
             try:
                 conn = self._create("fill", self.config.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
+                with self._lock:
+                    self._counts["connect_errors"] += 1
                 for _ in range(missing - opened):
-                    self._release_slot()
+                    self._release_slot(wake=False)
                 self._refill_failed(exc, now)
                 return
             with self._lock:
@@ -663,6 +684,7 @@ class ConnectionPool:
         """In a forked child: drop the parent's connections without touching their sockets'
         server sessions, and start afresh (a lent one becomes a plain closed connection)."""
         self._lock = threading.Lock()
+        self._connected = threading.Condition(self._lock)
         for conn in (*self._idle, *self._lent):
             conn._pool = None
             conn._lent = False
