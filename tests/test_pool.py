@@ -791,7 +791,9 @@ def test_server_restart_dead_idle_connections_are_replaced(
 def test_server_down_raises_with_cause_and_frees_the_slot(
     spare_server: ThrowawayServer, make_pool: MakePool
 ) -> None:
-    pool = make_pool(on=spare_server, min_size=1, max_size=1)
+    # min_size 0: no maintenance refill competes for the single slot during the outage
+    pool = make_pool(on=spare_server, min_size=0, max_size=1)
+    pool.get_connection().close()
     spare_server.stop()
     with pytest.raises(GetConnectionFromPoolError) as raised:
         pool.get_connection(timeout=1)
