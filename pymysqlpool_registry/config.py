@@ -113,7 +113,8 @@ class PoolConfig:
     lifo: bool = attrs.field(default=True, validator=v.instance_of(bool))
     #: Ping a connection before lending it if it sat idle longer than this (0: always, None: never).
     ping_interval: float | None = attrs.field(default=1.0, validator=_NON_NEGATIVE_OR_NONE)
-    #: Seconds a pre-ping may take before the connection counts as dead.
+    #: Seconds the pool's own round trips may take (pre-ping, keepalive, a reset on return)
+    #: before the connection counts as dead.
     ping_timeout: float = attrs.field(default=3.0, validator=_POSITIVE)
     #: On return: ``"rollback"`` ends an open transaction; ``"session"`` also clears session
     #: state (user variables, locks, temporary tables) with COM_RESET_CONNECTION when any

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import select
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -195,14 +196,22 @@ class Connection(_Base):  # type: ignore[misc]
             return True
         return bool(poller.poll(0))
 
-    def ping_within(self, timeout: float) -> None:
-        """COM_PING with read and write bounded by *timeout* seconds; raises if it fails."""
+    @contextmanager
+    def bounded(self, timeout: float) -> Iterator[None]:
+        """Bound every read and write in the block by *timeout* seconds (or the tighter
+        timeout the connection already has)."""
         saved = self._read_timeout, self._write_timeout
-        self._read_timeout = self._write_timeout = timeout
+        self._read_timeout = min(saved[0] or timeout, timeout)
+        self._write_timeout = min(saved[1] or timeout, timeout)
         try:
-            self.ping(reconnect=False)
+            yield
         finally:
             self._read_timeout, self._write_timeout = saved
+
+    def ping_within(self, timeout: float) -> None:
+        """COM_PING bounded by *timeout* seconds; raises if it fails."""
+        with self.bounded(timeout):
+            self.ping(reconnect=False)
 
     @property
     def has_unread_result(self) -> bool:

@@ -62,8 +62,12 @@ def pymysqlpool_classify_error(
 
 
 @hookspec(firstresult=True)
-def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: float) -> bool | None:
-    """Tell whether *connection*, idle for *idle* seconds, is fit to lend.
+def pymysqlpool_pre_ping(
+    pool: ConnectionPool, connection: Connection, idle: float, timeout: float
+) -> bool | None:
+    """Tell whether *connection*, idle for *idle* seconds, is fit to lend, within *timeout* s.
+
+    *timeout* is ``ping_timeout`` or less when the borrower's deadline is nearer.
 
     Return ``True`` to lend it, ``False`` to discard it (the pool then takes or opens another),
     ``None`` to let the next plugin decide. The default checks the socket without a round trip

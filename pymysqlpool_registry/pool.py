@@ -156,15 +156,19 @@ class ConnectionPool:
         if retry_num is None:
             retry_num = self.config.retry_num
         started = monotonic()
+        budget = timeout * (retry_num + 1)
+        deadline = started + (budget if budget > 0 else self.config.connect_timeout)
         first = True
         while True:
             conn, fresh = self._checkout(started, timeout, retry_num, first)
             first = False
             now = monotonic()
-            unfit = None if fresh else self._unfit(conn, now)
+            unfit = None if fresh else self._unfit(conn, now, deadline)
             if unfit is None:
                 break
             self._discard(conn, unfit)
+            if monotonic() >= deadline:  # dead connections (a hung server) used up the time
+                raise self._timeout_error(timeout, retry_num, started)
         self._lend(conn, now, started)
         return conn
 
@@ -378,15 +382,20 @@ class ConnectionPool:
         self._idle.extend(opened)
         self._total = len(opened)
 
-    def _unfit(self, conn: Connection, now: float) -> str | None:
-        """Why an idle connection must not be lent (``"expired"``, ``"dead"``), or None."""
+    def _unfit(self, conn: Connection, now: float, deadline: float) -> str | None:
+        """Why an idle connection must not be lent (``"expired"``, ``"dead"``), or None.
+
+        A pre-ping may take ``ping_timeout``, less if the deadline is nearer (but 0.1 s at
+        least, so a connection handed over at the last moment is not failed for want of time).
+        """
         if now >= conn._expires_at:
             return "expired"
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
+        limit = min(self.config.ping_timeout, max(deadline - now, 0.1))
         try:
-            fit = pre_ping(pool=self, connection=conn, idle=now - conn._idle_since)
+            fit = pre_ping(pool=self, connection=conn, idle=now - conn._idle_since, timeout=limit)
         except BaseException:
             self._discard(conn, "dead")
             raise
@@ -422,7 +431,7 @@ class ConnectionPool:
                 "there; take another with get_connection()",
             )
         now = monotonic()
-        unfit = self._unfit(conn, now)
+        unfit = self._unfit(conn, now, now + self.config.ping_timeout)
         if unfit is not None:
             self._discard(conn, unfit)
             raise ConnectionReturnedError(
@@ -488,7 +497,8 @@ class ConnectionPool:
         if config.reset == "session":
             if not (force or conn._dirty):
                 return False
-            conn.reset_session(config)
+            with conn.bounded(config.ping_timeout):
+                conn.reset_session(config)
             return True
         if conn._pending_reply:
             return False  # no command since the last borrower's ROLLBACK was sent
@@ -497,7 +507,8 @@ class ConnectionPool:
             conn.send_rollback()
             did = True
         if bool(conn.server_status & _AUTOCOMMIT) is not config.autocommit:
-            conn.autocommit(config.autocommit)
+            with conn.bounded(config.ping_timeout):
+                conn.autocommit(config.autocommit)
             conn._dirty = False
             did = True
         return did

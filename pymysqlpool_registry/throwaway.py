@@ -169,6 +169,23 @@ def _pick_port() -> int:
     return port
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """True if every thread of *pid* is in state T (stopped); True where /proc is missing."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"T", b"t"):
+            return False
+    return True
+
+
 def _tail(path: str, lines: int = _LOG_TAIL_LINES, start: int = 0) -> str:
     try:
         with open(path, "rb") as f:
@@ -249,6 +266,7 @@ class ThrowawayServer:
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             f"--datadir={self.datadir}",
+            f"--tmpdir={self._private_tmp()}",
         ]
         if self._basedir is not None:
             cmd.append(f"--basedir={self._basedir}")
@@ -274,9 +292,16 @@ class ThrowawayServer:
         if rc != 0:
             raise ServerStartError(
                 f"{os.path.basename(self._install_db)} failed with exit code {rc}; "
-                f"last lines of {log}:\n{_tail(log)}"
+                f"last lines of {log}:\n{_tail(log, lines=60)}"
             )
         self._installed = True
+
+    def _private_tmp(self) -> str:
+        """A tmpdir of this server's own: a starting mariadbd deletes the ``#sql*`` files in its
+        tmpdir, which in a shared /tmp are other running servers' temporary tables."""
+        path = os.path.join(self._dir(), "tmp")
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def _server_cmd(self) -> list[str]:
         d = self._dir()
@@ -290,6 +315,7 @@ class ThrowawayServer:
             f"--socket={os.path.join(d, 'sock')}",
             f"--pid-file={os.path.join(d, 'mariadbd.pid')}",
             f"--log-error={self.error_log}",
+            f"--tmpdir={self._private_tmp()}",
             "--skip-name-resolve",
             "--max-connect-errors=1000000",
             "--innodb-buffer-pool-size=32M",
@@ -426,6 +452,9 @@ class ThrowawayServer:
         pid = self._require_pid()
         os.kill(pid, signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + 5.0  # SIGSTOP is asynchronous: wait until every thread stops
+        while time.monotonic() < deadline and not _all_threads_stopped(pid):
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """SIGCONT a paused server."""

@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 
 
 @hookimpl(trylast=True)
-def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: float) -> bool:
+def pymysqlpool_pre_ping(
+    pool: ConnectionPool, connection: Connection, idle: float, timeout: float
+) -> bool:
     """Reject a connection whose socket the server closed; ping one idle too long.
 
     An idle socket with data waiting has been closed (or broken) by the server: a restart,
     ``KILL`` or ``wait_timeout``. That check costs no round trip; a connection idle longer
-    than ``ping_interval`` also gets a COM_PING bounded by ``ping_timeout``.
+    than ``ping_interval`` also gets a COM_PING bounded by *timeout*.
     """
     if connection.server_closed():
         return False
@@ -27,7 +29,7 @@ def pymysqlpool_pre_ping(pool: ConnectionPool, connection: Connection, idle: flo
     if interval is None or idle < interval:
         return True
     try:
-        connection.ping_within(pool.config.ping_timeout)
+        connection.ping_within(timeout)
     except pymysql.err.Error:
         return False
     return True
