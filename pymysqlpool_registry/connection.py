@@ -143,8 +143,11 @@ class Connection(_Base):  # type: ignore[misc]
         """True if a transaction may be open, so COMMIT or ROLLBACK is needed to end it.
 
         The server's flag misses the implicit transaction a plain SELECT opens with
-        autocommit off, so then any statement since the last COMMIT/ROLLBACK counts.
+        autocommit off, so then any statement since the last COMMIT/ROLLBACK counts. While
+        the pool's pipelined ROLLBACK is unanswered nothing has run since it, so: False.
         """
+        if self._pending_reply:
+            return False
         status = self.server_status
         if status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
             return True

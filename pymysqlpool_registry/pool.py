@@ -606,7 +606,9 @@ class ConnectionPool:
         for conn in self._idle:
             if now >= conn._expires_at:
                 retired.append((conn, "expired"))
-            elif conn.server_closed():  # killed, restarted or timed out while idle
+            elif not conn._pending_reply and conn.server_closed():
+                # dropped while idle; one with a reply pending is checked at checkout instead,
+                # so that no socket is read under the lock
                 retired.append((conn, "dead"))
             elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
                 retired.append((conn, "idle"))
