@@ -168,17 +168,20 @@ class Report:
             (
                 "Process CPU time (`time.process_time`), one thread, per op. *pooled op* = "
                 "acquire → `SELECT 1` (cursor, execute, fetchall, close) → release; *held* = the "
-                "same query repeated on one acquired connection; *raw* = the same query on a "
-                "plain `pymysql.connect()` connection. The three alternate in blocks of "
+                "same query repeated on the acquired connection (each pool holds one connection, "
+                "so both use the same one); *raw* = the same query on a plain "
+                "`pymysql.connect()` connection. The three alternate in blocks of "
                 f"{cfg.ov_ops // cfg.ov_blocks} ops ({cfg.ov_blocks} blocks each per contender "
                 "and round; connect per op: a tenth), so a burst of load from other processes "
                 "(which inflates CPU time per op as well) hits neighbouring blocks alike; a "
                 "round's value is the median over its blocks, *overhead* the median of the "
-                "per-block differences pooled - raw; the table shows medians over "
-                f"{cfg.ov_rounds} interleaved rounds (range: per-round overheads). The overhead "
-                "splits into acquire+release (pooled - held) and the connection class "
-                "(held - raw). With autocommit off a pool's release includes the ROLLBACK it "
-                "needs after a statement, a round trip whose client CPU counts here."
+                "per-block differences pooled - held, i.e. what acquire + release add on the same "
+                "connection; the table shows medians over "
+                f"{cfg.ov_rounds} interleaved rounds (range: per-round overheads). *held - raw* "
+                "compares two different connections and is indicative only: here two "
+                "connections can differ by 10-15 µs of CPU per query, by where the server runs "
+                "each one's thread. With autocommit off a pool's release includes the ROLLBACK "
+                "it needs after a statement, a round trip whose client CPU counts here."
             ),
             "",
         ]
@@ -198,7 +201,6 @@ class Report:
                         f(raw, 1),
                         f(over, 1),
                         spread(res.overhead[key], 1),
-                        f(cycle - held if cycle is not None and held is not None else None, 1),
                         f(held - raw if held is not None and raw is not None else None, 1),
                     ]
                 )
@@ -211,8 +213,7 @@ class Report:
                     "raw µs",
                     "overhead µs",
                     "range",
-                    "acquire+release µs",
-                    "connection class µs",
+                    "held - raw µs",
                 ],
                 rows,
             )

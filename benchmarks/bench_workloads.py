@@ -258,7 +258,7 @@ class OverheadResult:
     cycle: dict[str, list[float]] = field(default_factory=dict)  # µs CPU per pooled op
     held: dict[str, list[float]] = field(default_factory=dict)  # µs CPU per query, conn held
     raw: dict[str, list[float]] = field(default_factory=dict)  # raw PyMySQL, same slot
-    overhead: dict[str, list[float]] = field(default_factory=dict)  # cycle - raw, per round
+    overhead: dict[str, list[float]] = field(default_factory=dict)  # cycle - held, per round
 
 
 def cpu_cycles(adapter: ad.Contender, n: int) -> float:
@@ -299,7 +299,10 @@ def overhead(env: Env, keys: Sequence[str], cfg: Settings) -> dict[bool, Overhea
         res = results[autocommit] = OverheadResult()
         for store in (res.cycle, res.held, res.raw, res.overhead):
             store.update({key: [] for key in keys})
-        adapters = build(env, keys, size=8, autocommit=autocommit)
+        # A pool of one: the pooled op and the held query use the same connection, so their
+        # difference is what acquire + release add. (Two connections can differ by 10-15 µs
+        # of CPU per query here, by where the server runs each connection's thread.)
+        adapters = build(env, keys, size=1, autocommit=autocommit)
         raw = pymysql.connect(**{**env.kwargs("raw"), "autocommit": autocommit})
         try:
             for _, order in orders(keys, cfg.ov_rounds):
@@ -324,7 +327,8 @@ def overhead(env: Env, keys: Sequence[str], cfg: Settings) -> dict[bool, Overhea
                     res.raw[key].append(statistics.median(per_block["raw"]))
                     res.overhead[key].append(
                         statistics.median(
-                            c - r for c, r in zip(per_block["cycle"], per_block["raw"], strict=True)
+                            c - h
+                            for c, h in zip(per_block["cycle"], per_block["held"], strict=True)
                         )
                     )
         finally:

@@ -119,8 +119,10 @@ class Connection(_Base):  # type: ignore[misc]
             )
 
     def _execute_command(self, command: int, sql: Any) -> Any:
-        if self._pool is not None:
-            self._check_borrower()
+        if self._pool is not None and (
+            not self._lent or (self._check_owner and self._borrower is not current_thread())
+        ):
+            self._check_borrower()  # raises, saying which
         if command != COMMAND.COM_PING:
             self._dirty = True
         result = super()._execute_command(command, sql)
@@ -312,11 +314,3 @@ class Connection(_Base):  # type: ignore[misc]
         if self._pool is not None:
             self._pool._give_back(self, None)
         return rows
-
-    def _end_loan(self) -> None:
-        """Forget per-loan state (the pool calls this on every return).
-
-        The shared cursor is dropped, not closed: closing a streamed cursor would read the
-        rest of its result, which the pool rather discards with the connection.
-        """
-        self._shared_cursor = None

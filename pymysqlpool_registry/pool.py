@@ -447,7 +447,7 @@ class ConnectionPool:
         now = monotonic()
         usage = now - conn._lent_at
         open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
-        conn._end_loan()
+        conn._shared_cursor = None  # dropped, not closed: closing a streamed cursor drains it
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
         reset = False
