@@ -597,9 +597,14 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     def maintain(self) -> None:
         """A maintenance round: it retires the idle connections the server closed (in their
-        order) and, with this config, does nothing else."""
+        order), except those with a pipelined reply pending (left to their next checkout, so
+        no socket is read under the pool lock), and with this config does nothing else."""
         assert self.pool is not None
-        retired = [] if self.closed else [c for c in self.idle if self._server_closed(c)]
+        retired = (
+            []
+            if self.closed
+            else [c for c in self.idle if not c._pending_reply and self._server_closed(c)]
+        )
         for conn in retired:
             self.idle.remove(conn)
             self._discard(conn, "dead")
