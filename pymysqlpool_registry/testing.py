@@ -8,7 +8,9 @@ every test's registry; a test of entry-point loading removes it with ``monkeypat
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,3 +35,63 @@ def server() -> Iterator[ThrowawayServer]:
 def connect_kwargs(server: ThrowawayServer) -> dict[str, Any]:
     """Keyword arguments for pymysql.connect() to the session server."""
     return server.connect_kwargs()
+
+
+# --- helpers for tests that talk to a real server from several threads ---
+
+#: Seconds any bounded poll or join in a test may take before the test fails.
+WAIT_LIMIT = 15.0
+
+
+def scalar(conn: Any, sql: str, args: Any = None) -> Any:
+    """The first column of the first row of *sql* on *conn*."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+    return None if row is None else row[0]
+
+
+def connection_id(conn: Any) -> int:
+    """The server's id of *conn*'s session."""
+    return int(scalar(conn, "SELECT CONNECTION_ID()"))
+
+
+def wait_until(predicate: Callable[[], object], what: str, limit: float = WAIT_LIMIT) -> None:
+    """Poll *predicate* until it holds; fail the test after *limit* seconds."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {limit} s waiting for {what}")
+        time.sleep(0.002)
+
+
+class Worker(threading.Thread):
+    """A thread that keeps its target's result or exception for the test thread."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self._call = (target, args)
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        target, args = self._call
+        try:
+            self.result = target(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
+            self.error = exc
+
+    def finish(self, limit: float = WAIT_LIMIT) -> Any:
+        """Join within *limit* seconds and re-raise what the target raised."""
+        self.join(limit)
+        assert not self.is_alive(), f"thread {self.name} still running after {limit} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def start_thread(target: Callable[..., Any], *args: Any) -> Worker:
+    """Run ``target(*args)`` in a started :class:`Worker`."""
+    worker = Worker(target, *args)
+    worker.start()
+    return worker

@@ -529,6 +529,20 @@ class ThrowawayServer:
             conn.close()
         return tuple(tuple(row) for row in rows)
 
+    def sessions(self, user: str) -> int:
+        """The sessions the server has now for *user* (its processlist, killed ones left out)."""
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.processlist "
+                    "WHERE user = %s AND command <> 'Killed'",
+                    (user,),
+                )
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+
     def status(self, name: str) -> int:
         """``SHOW GLOBAL STATUS LIKE name`` as an int (e.g. "Threads_connected")."""
         conn = self.admin()

@@ -36,6 +36,13 @@ from pymysqlpool_registry import (
     PoolConfig,
     Verdict,
 )
+from pymysqlpool_registry.testing import (
+    WAIT_LIMIT,
+    connection_id,
+    scalar,
+    start_thread,
+    wait_until,
+)
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 if TYPE_CHECKING:
@@ -44,24 +51,11 @@ if TYPE_CHECKING:
 MakePool = Callable[..., ConnectionPool]
 SLACK = 3.0  # seconds a timed call may overrun its configured timeout: a correctness bound
 RECOVERY_GRACE = 1.0  # requests started this long after a fault cleared must all succeed
-WAIT_LIMIT = 15.0  # seconds any bounded poll or join may take before the test fails
 DISCONNECTED = (2006, 2013)  # what PyMySQL raises for a connection the server dropped
 PROCESSLIST = "SELECT COUNT(*) FROM information_schema.processlist WHERE user = %s"
 
 
 # --- helpers ---
-
-
-def scalar(conn: Any, sql: str, args: Any = None) -> Any:
-    """The first column of the first row of *sql* on *conn*."""
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        row = cur.fetchone()
-    return None if row is None else row[0]
-
-
-def connection_id(conn: Any) -> int:
-    return int(scalar(conn, "SELECT CONNECTION_ID()"))
 
 
 def errno(exc: BaseException | None) -> int | None:
@@ -96,15 +90,6 @@ def close_quietly(conn: Any) -> None:
     if conn.open:
         with contextlib.suppress(pymysql.err.Error):
             conn.close()
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = WAIT_LIMIT) -> None:
-    """Poll *predicate* until it holds; fail the test after *limit* seconds."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def wait_stopped(srv: ThrowawayServer) -> None:
@@ -146,37 +131,6 @@ def settle(pool: ConnectionPool, srv: ThrowawayServer, user: str) -> dict[str, f
         time.sleep(0.05)
 
 
-class Worker(threading.Thread):
-    """A thread that keeps its target's result or exception for the test thread."""
-
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._call = (target, args)
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        target, args = self._call
-        try:
-            self.result = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
-            self.error = exc
-
-    def finish(self, limit: float = WAIT_LIMIT) -> Any:
-        """Join within *limit* seconds and re-raise what the target raised."""
-        self.join(limit)
-        assert not self.is_alive(), f"thread {self.name} still running after {limit} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def start(target: Callable[..., Any], *args: Any) -> Worker:
-    worker = Worker(target, *args)
-    worker.start()
-    return worker
-
-
 @dataclass
 class Op:
     """One timed call: a get_connection, a statement, or a return."""
@@ -214,7 +168,7 @@ class Timings:
         the test until pytest-timeout. A result that the call returns anyway is handed back
         (owned by that thread); the exception it raises is re-raised here.
         """
-        worker = start(self.call, kind, limit, fn, *args)
+        worker = start_thread(self.call, kind, limit, fn, *args)
         worker.join(limit + SLACK + 5)
         if worker.is_alive():
             pytest.fail(f"{kind} still blocked {limit + SLACK + 5:.1f} s later: it hangs")
@@ -500,7 +454,7 @@ def test_restart_under_load(
                 return
 
     with Sampler(pool, victim, user) as sampler:
-        workers = [start(load, row) for row in range(THREADS)]
+        workers = [start_thread(load, row) for row in range(THREADS)]
         try:
             time.sleep(0.5)
             created_before = pool.stats()["created"]
@@ -575,7 +529,7 @@ def test_kill_lent_connections_mid_query(
     with Sampler(pool, victim, user) as sampler:
         for slot in range(2):
             running[slot] = threading.Event()
-        workers = [start(sleep_on_a_loan, slot) for slot in range(2)]
+        workers = [start_thread(sleep_on_a_loan, slot) for slot in range(2)]
         for event in running.values():
             assert event.wait(WAIT_LIMIT)
         wait_until(lambda: sleeping_sessions() == 2, "both loans to sit in SELECT SLEEP(2)")
@@ -886,7 +840,7 @@ def test_deadlock_victim_stays_reusable(
         with contextlib.suppress(pymysql.err.OperationalError):
             cross(name, first, second)
 
-    workers = [start(run, "x", 1, 2), start(run, "y", 2, 1)]
+    workers = [start_thread(run, "x", 1, 2), start_thread(run, "y", 2, 1)]
     for worker in workers:
         worker.finish()
 
@@ -989,7 +943,7 @@ def test_dead_borrower_thread_slot_is_reclaimed(
         conn.cursor().execute(f"UPDATE {table} SET v = 1 WHERE id = 1")  # row lock, no commit
         return connection_id(conn)  # the thread ends; the connection is never returned
 
-    dead_id = start(take_and_die).finish()
+    dead_id = start_thread(take_and_die).finish()
     assert pool.stats()["in_use"] == 1  # the dead thread still holds it, for now
     died = time.monotonic()
     # The only slot is taken: this waits until the pool reclaims it.

@@ -24,27 +24,21 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
+from pymysqlpool_registry.testing import (
+    WAIT_LIMIT,
+    connection_id,
+    scalar,
+    start_thread,
+    wait_until,
+)
 from pymysqlpool_registry.throwaway import ServerNotFound, ThrowawayServer
 
 MakePool = Callable[..., ConnectionPool]
-WAIT_LIMIT = 15.0  # seconds any bounded poll or join may take before the test fails
 MAINTENANCE = "pymysqlpool-maintenance"  # the name prefix of a pool's maintenance thread
 POOL_NAME = "lc"
 
 
 # --- helpers ---
-
-
-def scalar(conn: Any, sql: str, args: Any = None) -> Any:
-    """The first column of the first row of *sql* on *conn*."""
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        row = cur.fetchone()
-    return None if row is None else row[0]
-
-
-def connection_id(conn: Any) -> int:
-    return int(scalar(conn, "SELECT CONNECTION_ID()"))
 
 
 def checkout_ids(pool: ConnectionPool, count: int) -> list[int]:
@@ -57,46 +51,6 @@ def checkout_ids(pool: ConnectionPool, count: int) -> list[int]:
     finally:
         for conn in conns:
             conn.close()
-
-
-def wait_until(predicate: Callable[[], object], what: str, limit: float = WAIT_LIMIT) -> None:
-    """Poll *predicate* until it holds; fail the test after *limit* seconds."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit} s waiting for {what}")
-        time.sleep(0.005)
-
-
-class Worker(threading.Thread):
-    """A thread that keeps its target's result or exception for the test thread."""
-
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._call = (target, args)
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        target, args = self._call
-        try:
-            self.result = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
-            self.error = exc
-
-    def finish(self, limit: float = WAIT_LIMIT) -> Any:
-        """Join within *limit* seconds and re-raise what the target raised."""
-        self.join(limit)
-        assert not self.is_alive(), f"thread {self.name} still running after {limit} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def start(target: Callable[..., Any], *args: Any) -> Worker:
-    worker = Worker(target, *args)
-    worker.start()
-    return worker
 
 
 class Events:
@@ -535,10 +489,14 @@ def test_hook_pymysqlpool_on_leak_abandoned_connection_is_reclaimed(make_pool: M
         conn = pool.get_connection()
         taken.append((conn, connection_id(conn)))
 
-    start(take_and_exit).finish()
+    start_thread(take_and_exit).finish()
     [(leaked, leaked_id)] = taken
 
-    wait_until(lambda: pool.stats()["in_use"] == 0, "the pool to reclaim the connection")
+    def reclaimed() -> bool:  # the maintenance thread reports, closes, then frees the slot
+        stats = pool.stats()
+        return (stats["in_use"], stats["total"]) == (0, 0) and bool(events.discards())
+
+    wait_until(reclaimed, "the pool to reclaim the connection")
     [leak] = events.of("leak")
     assert (leak["pool"], leak["connection"]) == (pool, leaked)
     assert leak["abandoned"] is True
@@ -567,9 +525,9 @@ def test_abandoned_connection_slot_goes_to_a_waiting_borrower(make_pool: MakePoo
             return connection_id(conn)
 
     try:
-        thief = start(take_and_exit_when_asked)
+        thief = start_thread(take_and_exit_when_asked)
         wait_until(taken.is_set, "the other thread to take the connection")
-        waiter = start(borrow)
+        waiter = start_thread(borrow)
         wait_until(lambda: pool.stats()["waiting"] == 1, "the borrower to queue")
         leave.set()
         thief.finish()
@@ -587,7 +545,7 @@ def test_abandoned_connection_is_kept_without_owner_check(make_pool: MakePool) -
     events = Events()
     pool = make_pool(events, max_size=1, check_owner_thread=False, leak_threshold=0.3)
     taken: list[Connection] = []
-    start(lambda: taken.append(pool.get_connection())).finish()
+    start_thread(lambda: taken.append(pool.get_connection())).finish()
     [leaked] = taken
 
     wait_until(lambda: events.of("leak"), "the overdue-loan report")  # rounds ran after the exit
@@ -668,7 +626,7 @@ def test_close_timeout_waits_for_a_connection_returned_meanwhile(make_pool: Make
         conn.close()
         return conn
 
-    borrower = start(borrow_a_while)
+    borrower = start_thread(borrow_a_while)
     wait_until(taken.is_set, "the borrower to take a connection")
     assert pool.close(timeout=2) is True
     assert returning.is_set()  # close() waited for the return
@@ -680,7 +638,7 @@ def test_close_timeout_waits_for_a_connection_returned_meanwhile(make_pool: Make
 def test_close_wakes_waiting_borrowers_with_pool_closed_error(make_pool: MakePool) -> None:
     pool = make_pool(max_size=1, timeout=60)
     holder = pool.get_connection()
-    waiters = [start(pool.get_connection) for _ in range(2)]
+    waiters = [start_thread(pool.get_connection) for _ in range(2)]
     wait_until(lambda: pool.stats()["waiting"] == 2, "both borrowers to queue")
     pool.close()
     for waiter in waiters:
@@ -705,7 +663,7 @@ def test_resize_grow_serves_queued_waiters(make_pool: MakePool) -> None:
             return connection_id(conn)
 
     try:
-        waiters = [start(borrow) for _ in range(2)]
+        waiters = [start_thread(borrow) for _ in range(2)]
         wait_until(lambda: pool.stats()["waiting"] == 2, "both borrowers to queue")
         pool.resize(max_size=3)
         served = [waiter.finish() for waiter in waiters]
@@ -756,7 +714,7 @@ def test_resize_shrink_keeps_a_waiter_waiting_until_below_max_size(make_pool: Ma
         with pool.connection() as conn:
             return connection_id(conn)
 
-    waiter = start(borrow)
+    waiter = start_thread(borrow)
     try:
         wait_until(lambda: pool.stats()["waiting"] == 1, "the borrower to queue")
         pool.resize(max_size=1)

@@ -21,26 +21,20 @@ from pymysqlpool_registry import (
     GetConnectionFromPoolError,
     PoolConfig,
 )
+from pymysqlpool_registry.testing import (
+    WAIT_LIMIT,
+    connection_id,
+    scalar,
+    start_thread,
+    wait_until,
+)
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 MakePool = Callable[..., ConnectionPool]
-WAIT_LIMIT = 15.0  # seconds any bounded poll or join may take before the test fails
 DISCONNECTED = (2006, 2013)  # what PyMySQL raises for a connection the server dropped
 
 
 # --- helpers ---
-
-
-def scalar(conn: Any, sql: str, args: Any = None) -> Any:
-    """The first column of the first row of *sql* on *conn*."""
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        row = cur.fetchone()
-    return None if row is None else row[0]
-
-
-def connection_id(conn: Any) -> int:
-    return int(scalar(conn, "SELECT CONNECTION_ID()"))
 
 
 def global_status(conn: Any, name: str) -> int:
@@ -65,46 +59,6 @@ def lock_waits(server: ThrowawayServer) -> int:
     """Transactions now waiting for a row lock."""
     sql = "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
     return int(server.query(sql)[0][0])
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = WAIT_LIMIT) -> None:
-    """Poll *predicate* until it holds; fail the test after *limit* seconds."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit} s waiting for {what}")
-        time.sleep(0.005)
-
-
-class Worker(threading.Thread):
-    """A thread that keeps its target's result or exception for the test thread."""
-
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._call = (target, args)
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        target, args = self._call
-        try:
-            self.result = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
-            self.error = exc
-
-    def finish(self, limit: float = WAIT_LIMIT) -> Any:
-        """Join within *limit* seconds and re-raise what the target raised."""
-        self.join(limit)
-        assert not self.is_alive(), f"thread {self.name} still running after {limit} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def start(target: Callable[..., Any], *args: Any) -> Worker:
-    worker = Worker(target, *args)
-    worker.start()
-    return worker
 
 
 class StatusProbe:
@@ -270,8 +224,8 @@ def test_many_threads_share_a_small_pool(
                     problems.append(f"op {seed}/{op}: CONNECTION_ID changed {cid} -> {again}")
 
     try:
-        sampler = start(sample)
-        workers = [start(work, seed) for seed in range(THREADS)]
+        sampler = start_thread(sample)
+        workers = [start_thread(work, seed) for seed in range(THREADS)]
         for worker in workers:
             worker.finish(90)
         stop.set()
@@ -311,7 +265,7 @@ def test_waiters_are_served_first_come_first_served(make_pool: MakePool) -> None
     waiters = []
     try:
         for position in range(5):
-            waiters.append(start(wait_turn, position))
+            waiters.append(start_thread(wait_turn, position))
             wait_until(
                 lambda queued=position + 1: pool.stats()["waiting"] == queued,
                 f"waiter {position} to queue",
@@ -494,7 +448,9 @@ def test_deadlock_leaves_connection_reusable(
         with pytest.raises(pymysql.err.OperationalError) as raised, pool.get_connection() as conn:
             first_id = connection_id(conn)
             conn.cursor().execute(f"UPDATE {table} SET v = 'pool' WHERE id = 1")
-            blocked = start(other.cursor().execute, f"UPDATE {table} SET v = 'other' WHERE id = 1")
+            blocked = start_thread(
+                other.cursor().execute, f"UPDATE {table} SET v = 'other' WHERE id = 1"
+            )
             wait_until(lambda: lock_waits(server) == 1, "the other side to wait for our lock")
             conn.cursor().execute(f"UPDATE {table} SET v = 'pool' WHERE id = 2")
         blocked.finish()
@@ -636,7 +592,7 @@ def test_using_a_connection_handed_to_a_waiter_raises(make_pool: MakePool) -> No
             release.wait(WAIT_LIMIT)
             return connection_id(conn)
 
-    waiter = start(take_and_hold)
+    waiter = start_thread(take_and_hold)
     try:
         wait_until(lambda: pool.stats()["waiting"] == 1, "the waiter to queue")
         stale.close()  # handed straight to the waiter
@@ -651,7 +607,7 @@ def test_using_a_connection_handed_to_a_waiter_raises(make_pool: MakePool) -> No
 def test_close_from_another_thread_is_refused(make_pool: MakePool) -> None:
     pool = make_pool(max_size=1)
     conn = pool.get_connection()
-    closer = start(conn.close)
+    closer = start_thread(conn.close)
     with pytest.raises(ConnectionReturnedError):
         closer.finish()
     assert pool.stats()["in_use"] == 1  # still lent to this thread
@@ -662,7 +618,7 @@ def test_close_from_another_thread_is_refused(make_pool: MakePool) -> None:
 def test_close_from_another_thread_allowed_without_owner_check(make_pool: MakePool) -> None:
     pool = make_pool(max_size=1, check_owner_thread=False)
     conn = pool.get_connection()
-    start(conn.close).finish()
+    start_thread(conn.close).finish()
     assert (pool.stats()["idle"], pool.stats()["in_use"]) == (1, 0)
 
 
@@ -690,7 +646,7 @@ def test_with_on_a_returned_connection_held_by_another_borrower_raises(
             taken.set()
             release.wait(WAIT_LIMIT)
 
-    holder = start(take_and_hold)
+    holder = start_thread(take_and_hold)
     ran: list[bool] = []
     try:
         wait_until(taken.is_set, "the other borrower to take the connection")

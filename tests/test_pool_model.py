@@ -11,7 +11,6 @@ model: they retire idle connections the server closed); a rule runs its rounds i
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +37,7 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
+from pymysqlpool_registry.testing import Worker, start_thread, wait_until
 
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
@@ -714,45 +714,6 @@ TestPoolModel = pytest.mark.timeout(600)(PoolMachine.TestCase)
 # --- waiters, with threads ---
 
 
-class Worker(threading.Thread):
-    """A thread that keeps its target's result or exception for the test thread."""
-
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._call = (target, args)
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        target, args = self._call
-        try:
-            self.result = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
-            self.error = exc
-
-    def finish(self, limit: float = WAIT_LIMIT) -> Any:
-        """Join within *limit* seconds and re-raise what the target raised."""
-        self.join(limit)
-        assert not self.is_alive(), f"thread {self.name} still running after {limit} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def start(target: Callable[..., Any], *args: Any) -> Worker:
-    worker = Worker(target, *args)
-    worker.start()
-    return worker
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = WAIT_LIMIT) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit} s waiting for {what}")
-        time.sleep(0.002)
-
-
 @pytest.fixture
 def factory() -> FakeFactory:
     return FakeFactory()
@@ -776,7 +737,7 @@ def queue_waiters(pool: ConnectionPool, count: int, target: Callable[[int], Any]
     """Start *count* threads running target(position), each queued before the next starts."""
     workers = []
     for position in range(count):
-        workers.append(start(target, position))
+        workers.append(start_thread(target, position))
         wait_until(
             lambda queued=position + 1: pool.stats()["waiting"] == queued,
             f"waiter {position} to queue",

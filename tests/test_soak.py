@@ -15,13 +15,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pymysql
 import pytest
 
 from pymysqlpool_registry import ConnectionPool, PoolConfig
+from pymysqlpool_registry.testing import Worker
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 CHECKOUTS = 1_000_000
@@ -45,23 +45,6 @@ ACTIONS = (  # (action, draws out of ROLL): 1 in 20,000, 1 in 5,000, 1 in 2,000,
 
 class InjectedError(ValueError):
     """The application error a loan raises on purpose."""
-
-
-class Worker(threading.Thread):
-    """A thread that keeps its target's result or exception for the test thread."""
-
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._call = (target, args)
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        target, args = self._call
-        try:
-            self.result = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
 
 
 def pick_action(roll: int) -> str | None:
