@@ -539,9 +539,10 @@ class ThrowawayServer:
                     "WHERE user = %s AND command <> 'Killed'",
                     (user,),
                 )
-                return int(cur.fetchone()[0])
+                row = cur.fetchone()
         finally:
             conn.close()
+        return int(row[0]) if row else 0
 
     def status(self, name: str) -> int:
         """``SHOW GLOBAL STATUS LIKE name`` as an int (e.g. "Threads_connected")."""
