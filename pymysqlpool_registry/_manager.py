@@ -30,6 +30,18 @@ HOOKS = tuple(
 Hook = Callable[..., Any]
 
 
+def _observer(caller: Hook, hook: str) -> Hook:
+    """*caller* for an event hook: a plugin that raises is logged, and the pool carries on."""
+
+    def notify(**kwargs: Any) -> None:
+        try:
+            caller(**kwargs)
+        except Exception:
+            logger.exception("a plugin's pymysqlpool_%s failed; the pool carries on", hook)
+
+    return notify
+
+
 def env_flag(name: str) -> bool:
     """True if environment variable *name* is set to anything but empty, 0, false or no."""
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
@@ -169,4 +181,6 @@ class PolicyManager:
                 and impls[0].argnames == caller.spec.argnames
             ):
                 fast = impls[0].function
+            elif hook.startswith("on_"):
+                fast = _observer(caller, hook)
             setattr(self, hook, fast)

@@ -46,9 +46,8 @@ def _keys_only(value: Mapping[str, Any]) -> str:
 
 
 def _check_connect_args(instance: PoolConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
-    fields = attrs.fields_dict(PoolConfig)
     for key in value:
-        if key in fields or key in _DEPRECATED_ALIASES:
+        if key in _FIELDS or key in _DEPRECATED_ALIASES:
             raise ValueError(f"connect_args: {key!r} is a PoolConfig field; set it directly")
         if key not in PYMYSQL_ARGUMENTS or key in _POOL_OWNED:
             raise ValueError(f"connect_args: {key!r} is not a pymysql.connect() argument it takes")
@@ -163,6 +162,16 @@ class PoolConfig:
             else:
                 own[key] = value
         return cls(connect_args=extra, **own)
+
+    def updated(self, **kwargs: Any) -> PoolConfig:
+        """A copy with *kwargs* applied, taken as :meth:`from_kwargs` takes them."""
+        base = attrs.asdict(self, recurse=False)
+        if "size" in kwargs:
+            del base["min_size"], base["max_size"]
+        for alias, name in _DEPRECATED_ALIASES.items():
+            if alias in kwargs:
+                del base[name]
+        return PoolConfig.from_kwargs(**{**base, **kwargs})
 
     def connect_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``pymysql.connect()``."""

@@ -146,8 +146,9 @@ def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
     result = {}
     for name, table in pools.items():
         where = f"{path}: [pools.{name}]"
-        merged = {**defaults, **table, **env_defaults, **env_pools.get(name, {})}
-        settings = _resolve_secrets(merged, where)
+        settings: dict[str, Any] = {}
+        for layer in (defaults, table, env_defaults, env_pools.get(name, {})):
+            settings.update(_resolve_secrets(layer, where))  # a later layer's <x>_env beats x
         try:
             config = PoolConfig.from_kwargs(**settings)
         except (TypeError, ValueError) as exc:

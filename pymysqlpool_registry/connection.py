@@ -47,6 +47,7 @@ class Connection(_Base):  # type: ignore[misc]
     _generation = 0
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
     _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
+    _used = False  # a statement ran since the pool last reset the session
     _poller: Any = None
     _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker
@@ -124,7 +125,7 @@ class Connection(_Base):  # type: ignore[misc]
         ):
             self._check_borrower()  # raises, saying which
         if command != COMMAND.COM_PING:
-            self._dirty = True
+            self._dirty = self._used = True
         result = super()._execute_command(command, sql)
         if self._pending_reply:  # pipelined: the ROLLBACK's OK comes before this command's reply
             self.read_pending_reply()
@@ -244,7 +245,7 @@ class Connection(_Base):  # type: ignore[misc]
             self.select_db(config.database)
         if config.init_command is not None:
             self.query(config.init_command)
-        self._dirty = False
+        self._dirty = self._used = False
 
     def discard(self) -> None:
         """Close the socket for good (politely if it is still open)."""

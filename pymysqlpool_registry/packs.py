@@ -86,6 +86,6 @@ def apply_defaults(
         return config
     overlay = PoolConfig.from_kwargs(**merged)
     changes = {key: getattr(overlay, key) for key in explicit_fields(overlay) - explicit}
-    if "connect_args" in changes or overlay.connect_args:  # merged key by key: yours win
+    if overlay.connect_args:  # merged key by key: the registration's win
         changes["connect_args"] = {**overlay.connect_args, **config.connect_args}
     return attrs.evolve(config, **changes) if changes else config

@@ -201,7 +201,7 @@ class ConnectionPool:
         """Close the pool: idle connections now, lent ones as they come back.
 
         With *timeout*, wait up to that many seconds for the lent ones; returns True if no
-        connection is still lent.
+        connection is still open.
         """
         with self._lock:
             self._closed = True
@@ -210,11 +210,12 @@ class ConnectionPool:
             self._total -= len(idle)
             waiters = list(self._waiters)
             self._waiters.clear()
-            if not self._lent:
+            for waiter in waiters:
+                waiter.error = PoolClosedError(0, f"pool({self.name}) was closed")
+            if self._total == 0:
                 self._all_back.set()
         self._maintenance.stop()
         for waiter in waiters:
-            waiter.error = PoolClosedError(0, f"pool({self.name}) was closed")
             waiter.lock.release()
         for conn in idle:
             self._close(conn, "pool-closed")
@@ -279,7 +280,11 @@ class ConnectionPool:
         """Wait for a hand-off; None means a slot was handed over to open a connection in."""
         waiting_since = monotonic()
         remaining = deadline - waiting_since
-        acquired = remaining > 0 and waiter.lock.acquire(timeout=remaining)
+        try:
+            acquired = remaining > 0 and waiter.lock.acquire(timeout=remaining)
+        except BaseException:  # a signal handler raised (KeyboardInterrupt): leave the line
+            self._leave_line(waiter)
+            raise
         with self._lock:
             gave_up = not acquired and waiter.conn is None and not waiter.slot
             if gave_up and waiter.error is None:
@@ -290,6 +295,19 @@ class ConnectionPool:
         if gave_up:
             raise self._timeout_error(timeout, retry_num, started)
         return waiter.conn
+
+    def _leave_line(self, waiter: _Waiter) -> None:
+        """Give back whatever an interrupted waiter was or is about to be handed."""
+        with self._lock:
+            queued = waiter in self._waiters
+            if queued:
+                self._waiters.remove(waiter)
+        if queued:
+            return
+        if waiter.conn is not None:
+            self._put(waiter.conn, monotonic(), False)
+        elif waiter.slot:
+            self._release_slot()
 
     def _open_in_slot(
         self, deadline: float, timeout: float, retry_num: int, started: float
@@ -343,6 +361,7 @@ class ConnectionPool:
         if create is None:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
+        generation = self._generation  # an invalidate() during the connect makes it stale
         conn = create(pool=self, reason=reason, timeout=limit)
         if not isinstance(conn, Connection):
             close = getattr(conn, "close", None)
@@ -354,8 +373,8 @@ class ConnectionPool:
             )
         conn._pool = self
         conn._check_owner = self.config.check_owner_thread
-        conn._generation = self._generation
-        conn._dirty = False
+        conn._generation = generation
+        conn._dirty = conn._used = False
         now = conn._idle_since = monotonic()
         lifetime = self.config.max_lifetime
         if lifetime is not None:
@@ -466,6 +485,9 @@ class ConnectionPool:
                 reset = self._reset(conn, force=verdict is Verdict.RESET)
             except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
                 reason = "reset-failed"
+            except BaseException:  # interrupted mid-reset: the session state is unknown
+                self._discard(conn, "reset-failed")
+                raise
         try:
             if self._hooks.on_checkin is not None:
                 self._hooks.on_checkin(
@@ -495,7 +517,7 @@ class ConnectionPool:
         """End what the borrower left open; True if it took a round trip."""
         config = self.config
         if config.reset == "session":
-            if not (force or conn._dirty):
+            if not (force or conn._used):  # _dirty is cleared by a COMMIT; session state isn't
                 return False
             with conn.bounded(config.ping_timeout):
                 conn.reset_session(config)
@@ -519,7 +541,8 @@ class ConnectionPool:
         with self._lock:
             if reset:
                 self._counts["resets"] += 1
-            if not self._closed and self._total <= self.config.max_size:
+            current = conn._generation == self._generation  # else invalidated meanwhile
+            if current and not self._closed and self._total <= self.config.max_size:
                 if self._waiters:
                     waiter = self._waiters.popleft()
                     conn._borrower = waiter.thread
@@ -530,14 +553,17 @@ class ConnectionPool:
                 self._lent.discard(conn)
                 self._idle.append(conn)
                 return
-        self._discard(conn, "pool-closed" if self._closed else "resized")
+        reason = "pool-closed" if self._closed else "invalidated" if not current else "resized"
+        self._discard(conn, reason)
 
     def _discard(self, conn: Connection, reason: str) -> None:
         """Close a lent *conn* and free its slot."""
         with self._lock:
             self._lent.discard(conn)
-        self._close(conn, reason)
-        self._release_slot()
+        try:
+            self._close(conn, reason)
+        finally:
+            self._release_slot()
 
     def _release_slot(self, wake: bool = True) -> None:
         """Free a slot: hand it to the first waiter (who opens a connection in it), or drop it.
@@ -551,7 +577,7 @@ class ConnectionPool:
                 waiter.lock.release()
                 return
             self._total -= 1
-            if self._closed and not self._lent:
+            if self._closed and self._total == 0:
                 self._all_back.set()
             refill = wake and self._total < self.config.min_size and not self._closed
         if refill:
@@ -638,12 +664,16 @@ class ConnectionPool:
             if conn._lent_at < conn._idle_since:
                 continue  # taken for a pre-ping or keepalive: the loan has not started
             borrower = conn._borrower
-            abandoned = (
-                conn._check_owner
-                and conn._lent
-                and borrower is not None
-                and not borrower.is_alive()
-            )
+            with self._lock:  # re-checked under the lock: it may have been returned meanwhile
+                abandoned = (
+                    conn._check_owner
+                    and conn in self._lent
+                    and borrower is not None
+                    and conn._borrower is borrower
+                    and not borrower.is_alive()
+                )
+                if abandoned:
+                    self._lent.discard(conn)  # nobody can return it now; _discard below closes it
             held = now - conn._lent_at
             overdue = threshold is not None and held > threshold and not conn._leak_reported
             if not (abandoned or overdue):
@@ -662,6 +692,10 @@ class ConnectionPool:
     def _refill(self, missing: int, now: float) -> None:
         """Open *missing* connections in slots already reserved, backing off on failure."""
         for opened in range(missing):
+            if self._closed:
+                for _ in range(missing - opened):
+                    self._release_slot(wake=False)
+                return
             try:
                 conn = self._create("fill", self.config.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff

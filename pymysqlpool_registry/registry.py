@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
-
-import attrs
 
 from . import configfile
 from ._manager import PolicyManager
@@ -16,6 +15,20 @@ from .configfile import PoolSettings
 from .errors import UnknownPoolError
 from .packs import PolicyPack, apply_defaults, explicit_fields, load_pack
 from .pool import ConnectionPool
+
+#: Every registry alive, so a forked child gets fresh locks (a lock held by a parent thread
+#: at the fork would never be released in the child).
+_REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for registry in list(_REGISTRIES):
+        registry._lock = threading.Lock()
+        registry._building = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 class Registry:
@@ -46,6 +59,7 @@ class Registry:
         self._pools: dict[str, ConnectionPool] = {}
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
+        _REGISTRIES.add(self)
 
     def __repr__(self) -> str:
         return f"<Registry env={self.env!r} pools={self.names()!r}>"
@@ -109,14 +123,17 @@ class Registry:
     ) -> PoolConfig:
         """Register pool *name* with *config*, or with the keyword arguments of ``PoolConfig``.
 
-        Keyword arguments given with a config override its fields. Re-registering a name
-        needs ``replace=True``; the old pool, if it was built, is closed.
+        Keyword arguments given with a config override its fields. Policy packs' defaults fill
+        the fields a registration did not set: the keywords given, or with a config object
+        the fields that differ from PoolConfig's defaults (pass a field as a keyword to pin it
+        at its default value). Re-registering a name needs ``replace=True``; the old pool, if
+        it was built, is closed.
         """
         if config is None:
             settings = PoolSettings(PoolConfig.from_kwargs(**kwargs), fields_set(kwargs))
         else:
-            config = attrs.evolve(config, **kwargs) if kwargs else config
-            settings = PoolSettings(config, explicit_fields(config) | kwargs.keys())
+            config = config.updated(**kwargs) if kwargs else config
+            settings = PoolSettings(config, explicit_fields(config) | fields_set(kwargs))
         self._register(name, settings, replace)
         return self.config(name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = ["PACK", "OpenTransactionWarning", "StrictDevPolicy"]
 
-_INTERNAL = tuple(
-    os.path.dirname(module.__file__ or "")
-    for module in (pymysqlpool_registry, pluggy, sys.modules[__name__])
+_INTERNAL = (
+    *(
+        os.path.dirname(module.__file__ or "") + os.sep
+        for module in (pymysqlpool_registry, pluggy, sys.modules[__name__])
+    ),
+    contextlib.__file__,  # the pool.connection() context manager
 )
 
 

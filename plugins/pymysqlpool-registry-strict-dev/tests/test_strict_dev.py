@@ -64,3 +64,16 @@ def test_every_loan_is_pinged(pool: ConnectionPool, server: ThrowawayServer) -> 
         pool.get_connection().close()
     # three pings, plus the status query's own connection setup counts none
     assert server.status("Com_admin_commands") - before == 3
+
+
+def test_the_warning_points_at_the_with_block_too(pool: ConnectionPool) -> None:
+    def leave_a_transaction_open() -> None:
+        with pool.connection() as conn:
+            conn.begin()
+            with conn.cursor() as cur:
+                cur.execute("CREATE TEMPORARY TABLE strict_dev_tmp (id INT)")
+                cur.execute("INSERT INTO strict_dev_tmp VALUES (1)")
+
+    with pytest.warns(OpenTransactionWarning) as caught:
+        leave_a_transaction_open()
+    assert caught[0].filename == __file__
