@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "pymysqlpool_registry.default_plugins.reusability",
     "pymysqlpool_registry.default_plugins.health",
     "pymysqlpool_registry.default_plugins.log",
+    "pymysqlpool_registry.default_plugins.endpoints",
 )
 #: Hook names without their ``pymysqlpool_`` prefix, as PolicyManager attributes.
 HOOKS = tuple(
@@ -56,6 +57,7 @@ class PolicyManager:
     """
 
     create_connection: Hook | None
+    select_endpoint: Hook | None
     classify_error: Hook | None
     pre_ping: Hook | None
     on_checkout: Hook | None

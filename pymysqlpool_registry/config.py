@@ -12,6 +12,8 @@ import attrs
 import pymysql
 from attrs import validators as v
 
+from .endpoints import Endpoint, parse_all
+
 # PyMySQL's own keyword arguments, read from its signature so a new PyMySQL release needs no edit here.
 PYMYSQL_ARGUMENTS = frozenset(
     name
@@ -99,6 +101,18 @@ class PoolConfig:
         validator=_check_connect_args,
     )
 
+    #: Several servers instead of host/port: "host:port" strings, tables or Endpoint objects.
+    endpoints: tuple[Endpoint, ...] = attrs.field(default=(), converter=parse_all)
+    #: How to choose among endpoints: "failover" (the first usable, in order), "round-robin"
+    #: (by weight) or "least-in-use" (fewest open connections per weight).
+    endpoint_policy: Literal["failover", "round-robin", "least-in-use"] = attrs.field(
+        default="failover", validator=v.in_(("failover", "round-robin", "least-in-use"))
+    )
+    #: Connect failures in a row after which an endpoint is skipped (ejected) for a while.
+    eject_after: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
+    #: Seconds of the first ejection; each further one doubles it, up to 30 s.
+    eject_backoff: float = attrs.field(default=1.0, validator=_POSITIVE)
+
     # --- how to lend ---
     #: Connections opened when the pool is created and kept open.
     min_size: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
@@ -137,6 +151,13 @@ class PoolConfig:
     leak_threshold: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
     #: After refilling to min_size has failed this long, call pymysqlpool_on_reconnect_failed.
     reconnect_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
+
+    @endpoints.validator
+    def _check_endpoints(
+        self, attribute: attrs.Attribute[Any], value: tuple[Endpoint, ...]
+    ) -> None:
+        if value and self.unix_socket:
+            raise ValueError("give 'endpoints' or 'unix_socket', not both")
 
     @max_size.validator
     def _check_sizes(self, attribute: attrs.Attribute[int], value: int) -> None:

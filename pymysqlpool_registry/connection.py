@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .config import PoolConfig
+    from .endpoints import EndpointState
     from .pool import ConnectionPool
 
 _Base: Any = pymysql.connections.Connection
@@ -48,6 +49,7 @@ class Connection(_Base):  # type: ignore[misc]
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
     _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
     _used = False  # a statement ran since the pool last reset the session
+    _endpoint: EndpointState | None = None  # where the pool connected it
     _poller: Any = None
     _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker

@@ -15,6 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .endpoints import Endpoint, EndpointState
     from .pool import ConnectionPool
 
 PROJECT_NAME = "pymysqlpool_registry"
@@ -39,12 +40,26 @@ class Verdict(enum.Enum):
 
 @hookspec(firstresult=True)
 def pymysqlpool_create_connection(
-    pool: ConnectionPool, reason: str, timeout: float
+    pool: ConnectionPool, reason: str, timeout: float, endpoint: Endpoint
 ) -> Connection | None:
-    """Open a new connection for *pool* within *timeout* seconds (*reason*: ``"fill"``, ``"grow"``).
+    """Open a new connection for *pool* to *endpoint* within *timeout* seconds.
+
+    *reason* is ``"fill"`` (min_size) or ``"grow"`` (a borrower needs one).
 
     Return a :class:`~pymysqlpool_registry.Connection` (or subclass) that is connected, or
     ``None`` to let the next plugin decide. The default builds one from ``pool.config``.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_select_endpoint(
+    pool: ConnectionPool, candidates: list[EndpointState]
+) -> EndpointState | None:
+    """Choose the endpoint of the next connection among *candidates*, or ``None`` to abstain.
+
+    *candidates* are the endpoints not ejected, in config order (or, when every endpoint is
+    ejected, the one whose ejection ends first). The default applies ``endpoint_policy``.
     Stops at first non-None result.
     """
 

@@ -21,6 +21,7 @@ from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
 from .default_plugins.reusability import error_number
+from .endpoints import Endpoint, EndpointState
 from .errors import (
     ConnectionReturnedError,
     GetConnectionFromPoolError,
@@ -91,6 +92,8 @@ class ConnectionPool:
         self._lent: set[Connection] = set()
         self._total = 0  # open connections plus slots being opened
         self._generation = 0  # bumped by invalidate(); older connections are not reused
+        endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
+        self._endpoints = [EndpointState(endpoint) for endpoint in endpoints]
         self._closed = False
         self._counts = dict.fromkeys(
             (
@@ -127,6 +130,12 @@ class ConnectionPool:
     def size(self) -> int:
         """Number of idle connections ready to lend."""
         return len(self._idle)
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Each endpoint's open connections, connect failures in a row and ejection."""
+        now = monotonic()
+        with self._lock:
+            return [state.describe(now) for state in self._endpoints]
 
     def stats(self) -> dict[str, float]:
         """A snapshot of the pool's state and counters since it was created."""
@@ -362,7 +371,14 @@ class ConnectionPool:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
         generation = self._generation  # an invalidate() during the connect makes it stale
-        conn = create(pool=self, reason=reason, timeout=limit)
+        state = self._choose_endpoint(started)
+        try:
+            conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
+        except Exception as exc:
+            config = self.config
+            with self._lock:
+                state.failed(exc, monotonic(), config.eject_after, config.eject_backoff)
+            raise
         if not isinstance(conn, Connection):
             close = getattr(conn, "close", None)
             if callable(close):
@@ -372,6 +388,7 @@ class ConnectionPool:
                 "not a pymysqlpool_registry.Connection"
             )
         conn._pool = self
+        conn._endpoint = state
         conn._check_owner = self.config.check_owner_thread
         conn._generation = generation
         conn._dirty = conn._used = False
@@ -381,12 +398,32 @@ class ConnectionPool:
             conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
         with self._lock:
             self._counts["created"] += 1
+            state.succeeded()
+            state.open += 1
             self._connected.notify_all()
         if self._hooks.on_connect is not None:
             self._hooks.on_connect(
                 pool=self, connection=conn, reason=reason, duration=now - started
             )
         return conn
+
+    def _choose_endpoint(self, now: float) -> EndpointState:
+        """The endpoint of the next connection: the select_endpoint hooks' choice among those
+        not ejected (all ejected: the one whose ejection ends first)."""
+        with self._lock:
+            states = self._endpoints
+            candidates = [s for s in states if not s.ejected(now)]
+            if not candidates:
+                candidates = [min(states, key=lambda s: s.ejected_until)]
+        select = self._hooks.select_endpoint
+        chosen = None if select is None else select(pool=self, candidates=candidates)
+        if chosen is None:
+            chosen = candidates[0]
+        elif chosen not in candidates:
+            raise PluginError("pymysqlpool_select_endpoint chose an endpoint not offered to it")
+        with self._lock:
+            chosen.chosen += 1
+        return chosen
 
     def _fill(self) -> None:
         """Open min_size connections now; on failure close what was opened and raise."""
@@ -409,6 +446,9 @@ class ConnectionPool:
         """
         if now >= conn._expires_at:
             return "expired"
+        endpoint = conn._endpoint
+        if endpoint is not None and endpoint.ejected(now):
+            return "ejected"  # never lend a connection to an endpoint that fails
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
@@ -588,6 +628,8 @@ class ConnectionPool:
         conn.discard()
         with self._lock:
             self._counts["closed"] += 1
+            if conn._endpoint is not None:
+                conn._endpoint.open -= 1
             if reason != "pool-closed":
                 self._counts["discarded"] += 1
         if self._hooks.on_discard is not None:

@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = {
     "pymysqlpool_registry.default_plugins.reusability": "pymysqlpool_classify_error",
     "pymysqlpool_registry.default_plugins.health": "pymysqlpool_pre_ping",
     "pymysqlpool_registry.default_plugins.log": "pymysqlpool_on_checkout",
+    "pymysqlpool_registry.default_plugins.endpoints": "pymysqlpool_select_endpoint",
 }
 PACKS = {"failover", "strict-dev"}
 

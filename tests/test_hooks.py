@@ -25,7 +25,7 @@ from pymysqlpool_registry import (
     hookspecs,
 )
 from pymysqlpool_registry._manager import DEFAULT_PLUGINS
-from pymysqlpool_registry.default_plugins import connect, health, log, reusability
+from pymysqlpool_registry.default_plugins import connect, endpoints, health, log, reusability
 
 LOG_PLUGIN = "pymysqlpool_registry.default_plugins.log"
 MakePool = Callable[..., ConnectionPool]
@@ -382,6 +382,7 @@ def test_plugin_events_run_alongside_default_logging(
 
 DEFAULT_HOOKS = {
     connect: ["pymysqlpool_create_connection"],
+    endpoints: ["pymysqlpool_select_endpoint"],
     reusability: ["pymysqlpool_classify_error"],
     health: ["pymysqlpool_pre_ping"],
     log: [

@@ -1,0 +1,102 @@
+"""Endpoints: the servers a pool may connect to, and what the pool has learnt about each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+Role = Literal["any", "writer", "reader"]
+_EJECT_BACKOFF_MAX = 30.0
+
+
+@attrs.frozen
+class Endpoint:
+    """One server: ``host:port``, a weight for round-robin and least-in-use, and a role."""
+
+    host: str = attrs.field(validator=v.and_(v.instance_of(str), v.min_len(1)))
+    port: int = attrs.field(default=3306, validator=[v.instance_of(int), v.ge(1), v.le(65535)])
+    weight: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
+    role: Role = attrs.field(default="any", validator=v.in_(("any", "writer", "reader")))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, value: str | Mapping[str, Any] | Endpoint) -> Endpoint:
+        """An Endpoint from ``"host"``, ``"host:port"``, ``"[v6]:port"`` or a mapping."""
+        if isinstance(value, Endpoint):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        if not isinstance(value, str):
+            raise TypeError(f"an endpoint is 'host:port' or a table, not {type(value).__name__}")
+        if value.startswith("["):  # [IPv6]:port
+            host, _, rest = value[1:].partition("]")
+            port = rest.removeprefix(":")
+        elif value.count(":") == 1:
+            host, port = value.split(":")
+        else:  # a host name, or an IPv6 address without a port
+            host, port = value, ""
+        if port and not port.isdigit():
+            raise ValueError(f"endpoint {value!r}: the port must be a number")
+        return cls(host=host, port=int(port) if port else 3306)
+
+
+def parse_all(values: Any) -> tuple[Endpoint, ...]:
+    """The ``endpoints`` setting as a tuple of Endpoint."""
+    if isinstance(values, (str, Mapping, Endpoint)):
+        values = [values]
+    return tuple(Endpoint.parse(value) for value in values)
+
+
+class EndpointState:
+    """The pool's view of one endpoint: open connections, connect failures, ejection.
+
+    Changed only under the pool's lock.
+    """
+
+    __slots__ = ("backoff", "chosen", "ejected_until", "endpoint", "failures", "last_error", "open")
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.open = 0  # connections open to it (lent and idle)
+        self.chosen = 0  # connections ever opened to it (round-robin's counter)
+        self.failures = 0  # connect failures in a row
+        self.ejected_until = 0.0  # monotonic time until which it is skipped
+        self.backoff = 0.0
+        self.last_error = ""
+
+    def __repr__(self) -> str:
+        return f"<EndpointState {self.endpoint} open={self.open} failures={self.failures}>"
+
+    def ejected(self, now: float) -> bool:
+        """True while the endpoint is skipped after connect failures."""
+        return now < self.ejected_until
+
+    def failed(self, error: BaseException, now: float, eject_after: int, backoff: float) -> None:
+        """Count a connect failure; eject after *eject_after* in a row, backing off each time."""
+        self.failures += 1
+        self.last_error = str(error) or type(error).__name__
+        if self.failures >= eject_after:
+            self.backoff = min(self.backoff * 2 if self.backoff else backoff, _EJECT_BACKOFF_MAX)
+            self.ejected_until = now + self.backoff
+
+    def succeeded(self) -> None:
+        """A connect worked: forget the failures."""
+        self.failures = 0
+        self.backoff = 0.0
+        self.ejected_until = 0.0
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """What stats() reports for this endpoint."""
+        return {
+            "endpoint": str(self.endpoint),
+            "role": self.endpoint.role,
+            "open": self.open,
+            "failures": self.failures,
+            "ejected_for": max(self.ejected_until - now, 0.0),
+            "last_error": self.last_error,
+        }
