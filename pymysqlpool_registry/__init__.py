@@ -10,7 +10,9 @@ from .configfile import ConfigFileError
 from .connection import Connection
 from .errors import (
     ConnectionReturnedError,
+    EndpointRefusedError,
     GetConnectionFromPoolError,
+    NoEndpointError,
     PluginError,
     PoolClosedError,
     PoolError,
@@ -27,7 +29,9 @@ __all__ = [
     "Connection",
     "ConnectionPool",
     "ConnectionReturnedError",
+    "EndpointRefusedError",
     "GetConnectionFromPoolError",
+    "NoEndpointError",
     "PluginError",
     "PolicyManager",
     "PolicyPack",

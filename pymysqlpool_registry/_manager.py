@@ -58,6 +58,7 @@ class PolicyManager:
 
     create_connection: Hook | None
     select_endpoint: Hook | None
+    check_endpoint: Hook | None
     classify_error: Hook | None
     pre_ping: Hook | None
     on_checkout: Hook | None

@@ -108,6 +108,19 @@ class PoolConfig:
     endpoint_policy: Literal["failover", "round-robin", "least-in-use"] = attrs.field(
         default="failover", validator=v.in_(("failover", "round-robin", "least-in-use"))
     )
+    #: What this pool is for: "writer" prefers writer endpoints and checks that a new
+    #: connection can write; "reader" prefers reader endpoints, falling back to writers only
+    #: when no reader is usable; "any" uses the endpoints as listed.
+    role: Literal["any", "writer", "reader"] = attrs.field(
+        default="any", validator=v.in_(("any", "writer", "reader"))
+    )
+    #: ``"galera"``: a node is used only while it reports ``wsrep_ready`` ON, and error 1047
+    #: (no quorum) ejects it.
+    cluster: Literal["galera"] | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("galera",)))
+    )
+    #: A reader pool skips a replica more than this many seconds behind (None: no check).
+    max_replica_lag: float | None = attrs.field(default=None, validator=_NON_NEGATIVE_OR_NONE)
     #: Connect failures in a row after which an endpoint is skipped (ejected) for a while.
     eject_after: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
     #: Seconds of the first ejection; each further one doubles it, up to 30 s.

@@ -50,6 +50,7 @@ class Connection(_Base):  # type: ignore[misc]
     _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
     _used = False  # a statement ran since the pool last reset the session
     _endpoint: EndpointState | None = None  # where the pool connected it
+    _endpoint_epoch = 0  # its epoch then: a later one means the endpoint failed since
     _poller: Any = None
     _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker

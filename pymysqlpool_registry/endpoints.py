@@ -58,7 +58,16 @@ class EndpointState:
     Changed only under the pool's lock.
     """
 
-    __slots__ = ("backoff", "chosen", "ejected_until", "endpoint", "failures", "last_error", "open")
+    __slots__ = (
+        "backoff",
+        "chosen",
+        "ejected_until",
+        "endpoint",
+        "epoch",
+        "failures",
+        "last_error",
+        "open",
+    )
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -68,6 +77,7 @@ class EndpointState:
         self.ejected_until = 0.0  # monotonic time until which it is skipped
         self.backoff = 0.0
         self.last_error = ""
+        self.epoch = 0  # bumped when its connections are condemned; older ones are not lent
 
     def __repr__(self) -> str:
         return f"<EndpointState {self.endpoint} open={self.open} failures={self.failures}>"
@@ -77,7 +87,7 @@ class EndpointState:
         return now < self.ejected_until
 
     def failed(self, error: BaseException, now: float, eject_after: int, backoff: float) -> None:
-        """Count a connect failure; eject after *eject_after* in a row, backing off each time."""
+        """Count a failure; eject after *eject_after* in a row, backing off each time."""
         self.failures += 1
         self.last_error = str(error) or type(error).__name__
         if self.failures >= eject_after:
@@ -99,4 +109,5 @@ class EndpointState:
             "failures": self.failures,
             "ejected_for": max(self.ejected_until - now, 0.0),
             "last_error": self.last_error,
+            "chosen": self.chosen,
         }

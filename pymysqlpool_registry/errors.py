@@ -29,6 +29,18 @@ class GetConnectionFromPoolError(PoolError):
 PoolTimeout = GetConnectionFromPoolError
 
 
+class EndpointRefusedError(PoolError):
+    """A new connection's endpoint was refused by a check (read-only, lagging, not ready)."""
+
+    __module__ = "pymysqlpool_registry"
+
+
+class NoEndpointError(PoolError):
+    """Every endpoint of a pool failed or was refused; the message gives each one's state."""
+
+    __module__ = "pymysqlpool_registry"
+
+
 class PoolClosedError(PoolError):
     """The pool was closed; it lends no more connections."""
 

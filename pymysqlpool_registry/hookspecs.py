@@ -34,6 +34,9 @@ class Verdict(enum.Enum):
     RESET = "reset"
     #: Close it; the pool opens a new one when needed.
     DISCARD = "discard"
+    #: Close it and every connection to its endpoint, and skip that endpoint for new ones
+    #: for a while (a Galera node without quorum, a writer turned read-only).
+    EJECT_ENDPOINT = "eject_endpoint"
     #: Close it and every connection opened before it (e.g. after a failover).
     INVALIDATE_POOL = "invalidate_pool"
 
@@ -61,6 +64,19 @@ def pymysqlpool_select_endpoint(
     *candidates* are the endpoints not ejected, in config order (or, when every endpoint is
     ejected, the one whose ejection ends first). The default applies ``endpoint_policy``.
     Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_check_endpoint(
+    pool: ConnectionPool, connection: Connection, endpoint: Endpoint
+) -> str | None:
+    """Vet a new *connection* to *endpoint* before the pool uses it.
+
+    Return a reason (e.g. ``"read-only"``) to refuse it: the pool closes it, counts a failure
+    against the endpoint and tries another; return ``""`` to accept, ``None`` to abstain.
+    The default refuses a read-only server for a writer pool and a replica lagging more than
+    ``max_replica_lag`` for a reader pool. Stops at first non-None result.
     """
 
 

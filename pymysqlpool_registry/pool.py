@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +24,9 @@ from .default_plugins.reusability import error_number
 from .endpoints import Endpoint, EndpointState
 from .errors import (
     ConnectionReturnedError,
+    EndpointRefusedError,
     GetConnectionFromPoolError,
+    NoEndpointError,
     PluginError,
     PoolClosedError,
 )
@@ -40,6 +42,12 @@ _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.002, 0.025
 _REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
+#: Endpoint roles in the order a pool of each role prefers them.
+_ROLE_PREFERENCE = {
+    "any": ("writer", "any", "reader"),  # only order among groups; roles are usually unset
+    "writer": ("writer", "any", "reader"),
+    "reader": ("reader", "any", "writer"),
+}
 #: Connect errors that retrying within a deadline won't fix: access denied (1044, 1045),
 #: unknown database (1049), authentication method unsupported (1251, 2059).
 _CONFIG_ERRNOS = frozenset({1044, 1045, 1049, 1251, 2059})
@@ -325,6 +333,7 @@ class ConnectionPool:
         waits = timeout > 0
         delay = _BACKOFF_FIRST
         last_error: Exception | None = None
+        tried = self._new_tried()
         while True:
             limit = self.config.connect_timeout
             if waits:
@@ -336,15 +345,20 @@ class ConnectionPool:
                     ) from last_error
                 limit = min(limit, remaining)
             try:
-                conn = self._create("grow", limit)
-            except PluginError:
+                conn = self._create("grow", limit, tried)
+            except (PluginError, NoEndpointError) as exc:
                 self._release_slot()
-                raise
+                if isinstance(exc, PluginError):
+                    raise
+                raise self._timeout_error(timeout, retry_num, started, exc) from last_error
             except Exception as exc:
                 last_error = exc
                 with self._lock:
                     self._counts["connect_errors"] += 1
                 retry = error_number(exc) not in _CONFIG_ERRNOS  # waiting won't fix these
+                if retry and tried is not None:
+                    continue  # the next endpoint
+                retry = retry and not isinstance(exc, EndpointRefusedError)  # an answer
                 if retry and waits and monotonic() + delay < deadline:
                     with self._lock:
                         self._connected.wait(random.uniform(0, delay))
@@ -364,20 +378,30 @@ class ConnectionPool:
             self._discard(conn, "pool-closed")
             raise PoolClosedError(0, f"pool({self.name}) is closed")
 
-    def _create(self, reason: str, limit: float) -> Connection:
-        """Open a connection through the create_connection hook and adopt it."""
+    def _create(
+        self, reason: str, limit: float, tried: set[EndpointState] | None = None
+    ) -> Connection:
+        """Open a connection through the create_connection hook and adopt it.
+
+        With *tried*, skip the endpoints in it and add the one tried; raise
+        :class:`NoEndpointError` when every endpoint was tried.
+        """
         create = self._hooks.create_connection
         if create is None:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
         generation = self._generation  # an invalidate() during the connect makes it stale
-        state = self._choose_endpoint(started)
+        state = self._choose_endpoint(started, tried or ())
+        if tried is not None:
+            tried.add(state)
         try:
             conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
+            self._vet(conn, state)
+        except EndpointRefusedError as exc:
+            self._endpoint_failed(state, exc, health=True)
+            raise
         except Exception as exc:
-            config = self.config
-            with self._lock:
-                state.failed(exc, monotonic(), config.eject_after, config.eject_backoff)
+            self._endpoint_failed(state, exc)
             raise
         if not isinstance(conn, Connection):
             close = getattr(conn, "close", None)
@@ -389,6 +413,7 @@ class ConnectionPool:
             )
         conn._pool = self
         conn._endpoint = state
+        conn._endpoint_epoch = state.epoch
         conn._check_owner = self.config.check_owner_thread
         conn._generation = generation
         conn._dirty = conn._used = False
@@ -407,13 +432,78 @@ class ConnectionPool:
             )
         return conn
 
-    def _choose_endpoint(self, now: float) -> EndpointState:
-        """The endpoint of the next connection: the select_endpoint hooks' choice among those
-        not ejected (all ejected: the one whose ejection ends first)."""
+    def _vet(self, conn: Any, state: EndpointState) -> None:
+        """Run the check_endpoint hooks on a new connection; close it and raise if refused."""
+        check = self._hooks.check_endpoint
+        if check is None or not isinstance(conn, Connection):
+            return
+        try:
+            refused = check(pool=self, connection=conn, endpoint=state.endpoint)
+        except BaseException:
+            conn.discard()
+            raise
+        if not refused and conn.in_transaction:  # the check's snapshot must not reach a borrower
+            conn.rollback()
+        if refused:
+            conn.discard()
+            raise EndpointRefusedError(
+                0, f"{state.endpoint} refused for pool({self.name}): {refused}"
+            )
+
+    def _new_tried(self) -> set[EndpointState] | None:
+        """A set to try each endpoint of a pool with several once; None with only one."""
+        return set() if len(self._endpoints) > 1 else None
+
+    def _create_anywhere(self, reason: str, limit: float) -> Connection:
+        """Open a connection, trying each endpoint once; raise the last error if all fail."""
+        tried = self._new_tried()
+        while True:
+            try:
+                return self._create(reason, limit, tried)
+            except (PluginError, NoEndpointError):
+                raise
+            except Exception:
+                if tried is None or len(tried) == len(self._endpoints):
+                    raise
+
+    def _endpoint_failed(
+        self, state: EndpointState, error: BaseException, health: bool = False
+    ) -> None:
+        """Count a failure of *state*'s endpoint. A failed health check (*health*) ejects it
+        at once; an ejection retires the connections open to it, unless it is the only one."""
+        config = self.config
+        now = monotonic()
         with self._lock:
-            states = self._endpoints
-            candidates = [s for s in states if not s.ejected(now)]
-            if not candidates:
+            state.failed(error, now, 1 if health else config.eject_after, config.eject_backoff)
+            if health or (state.ejected(now) and len(self._endpoints) > 1):
+                state.epoch += 1
+
+    def endpoint_state(self) -> str:
+        """One line on each endpoint: role, open connections, ejection and its last error."""
+        now = monotonic()
+        with self._lock:
+            parts = [
+                f"{s.endpoint} ({s.endpoint.role}, {s.open} open"
+                + (f", ejected for {s.ejected_until - now:.1f} s" if s.ejected(now) else "")
+                + (f": {s.last_error}" if s.failures else "")
+                + ")"
+                for s in self._endpoints
+            ]
+        return "; ".join(parts)
+
+    def _choose_endpoint(self, now: float, tried: Collection[EndpointState]) -> EndpointState:
+        """The endpoint of the next connection: the select_endpoint hooks' choice among those
+        not ejected nor *tried* (all ejected: the one whose ejection ends first)."""
+        preference = _ROLE_PREFERENCE[self.config.role]
+        states = [s for s in self._endpoints if s not in tried]
+        if not states:
+            raise NoEndpointError(0, f"no usable endpoint: {self.endpoint_state()}")
+        with self._lock:
+            usable = [s for s in states if not s.ejected(now)]
+            if usable:  # the best role group only: a reader pool reads from the writer last
+                best = min(preference.index(s.endpoint.role) for s in usable)
+                candidates = [s for s in usable if preference.index(s.endpoint.role) == best]
+            else:
                 candidates = [min(states, key=lambda s: s.ejected_until)]
         select = self._hooks.select_endpoint
         chosen = None if select is None else select(pool=self, candidates=candidates)
@@ -430,7 +520,7 @@ class ConnectionPool:
         opened: list[Connection] = []
         try:
             for _ in range(self.config.min_size):
-                opened.append(self._create("fill", self.config.connect_timeout))
+                opened.append(self._create_anywhere("fill", self.config.connect_timeout))
         except BaseException:
             for conn in opened:
                 conn.discard()
@@ -447,8 +537,8 @@ class ConnectionPool:
         if now >= conn._expires_at:
             return "expired"
         endpoint = conn._endpoint
-        if endpoint is not None and endpoint.ejected(now):
-            return "ejected"  # never lend a connection to an endpoint that fails
+        if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
+            return "endpoint-failed"  # never lend a connection to an endpoint that fails
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
@@ -510,7 +600,10 @@ class ConnectionPool:
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
         reset = False
-        if verdict is Verdict.DISCARD or verdict is Verdict.INVALIDATE_POOL:
+        if verdict is Verdict.EJECT_ENDPOINT and conn._endpoint is not None:
+            reason = "endpoint-failed"
+            self._endpoint_failed(conn._endpoint, error or RuntimeError("ejected"), health=True)
+        elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
             reason = "error"
         elif not conn.open:
             reason = "broken"
@@ -674,6 +767,8 @@ class ConnectionPool:
         for conn in self._idle:
             if now >= conn._expires_at:
                 retired.append((conn, "expired"))
+            elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
+                retired.append((conn, "endpoint-failed"))
             elif not conn._pending_reply and conn.server_closed():
                 # dropped while idle; one with a reply pending is checked at checkout instead,
                 # so that no socket is read under the lock
@@ -739,7 +834,7 @@ class ConnectionPool:
                     self._release_slot(wake=False)
                 return
             try:
-                conn = self._create("fill", self.config.connect_timeout)
+                conn = self._create_anywhere("fill", self.config.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
                 with self._lock:
                     self._counts["connect_errors"] += 1

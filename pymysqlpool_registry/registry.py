@@ -6,7 +6,9 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
+
+import attrs
 
 from . import configfile
 from ._manager import PolicyManager
@@ -29,6 +31,9 @@ def _fresh_locks_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
+_ROLES: dict[str, Literal["reader", "writer"]] = {"read": "reader", "write": "writer"}
 
 
 class Registry:
@@ -145,29 +150,39 @@ class Registry:
             if name in self._settings and not replace:
                 raise ValueError(f"pool {name!r} is already registered; pass replace=True")
             self._settings[name] = settings
-            old = self._pools.pop(name, None)
-        if old is not None:
-            old.close()
+            old = self._take_pools(name)
+        for pool in old:
+            pool.close()
 
-    def get(self, name: str) -> ConnectionPool:
-        """The pool registered as *name*: built on the first call, the same object after."""
-        pool = self._pools.get(name)
+    def get(self, name: str, role: Literal["read", "write"] | None = None) -> ConnectionPool:
+        """The pool registered as *name*: built on the first call, the same object after.
+
+        With *role*, one of the two pools that name stands for: ``"write"`` connects only
+        where it can write (finding the writer again after a failover), ``"read"`` prefers
+        reader endpoints and falls back to the writer only when no reader is usable.
+        """
+        key = name if role is None else f"{name}[{role}]"
+        pool = self._pools.get(key)
         if pool is not None:
             return pool
-        self.config(name)  # unknown name: the error, before any bookkeeping
+        config = self.config(name)  # unknown name: the error, before any bookkeeping
+        if role is not None:
+            if role not in _ROLES:
+                raise ValueError(f"role must be 'read' or 'write', not {role!r}")
+            config = attrs.evolve(config, role=_ROLES[role])
         with self._lock:
-            building = self._building.setdefault(name, threading.Lock())
+            building = self._building.setdefault(key, threading.Lock())
         with building:
-            pool = self._pools.get(name)
+            pool = self._pools.get(key)
             if pool is None:
                 settings = self._settings.get(name)
-                pool = ConnectionPool(self.config(name), name=name, manager=self.manager)
+                pool = ConnectionPool(config, name=key, manager=self.manager)
                 with self._lock:
                     if self._settings.get(name) is settings:
-                        self._pools[name] = pool
+                        self._pools[key] = pool
                         return pool
                 pool.close()  # replaced or removed while it was being built
-                return self.get(name)
+                return self.get(name, role)
         return pool
 
     def config(self, name: str) -> PoolConfig:
@@ -192,9 +207,14 @@ class Registry:
         self.config(name)
         with self._lock:
             self._settings.pop(name, None)
-            pool = self._pools.pop(name, None)
-        if pool is not None:
+            old = self._take_pools(name)
+        for pool in old:
             pool.close()
+
+    def _take_pools(self, name: str) -> list[ConnectionPool]:
+        """Under the lock: forget the pools built for *name* (any role) and return them."""
+        keys = [key for key in self._pools if key == name or key.startswith(f"{name}[")]
+        return [self._pools.pop(key) for key in keys]
 
     def close_all(self) -> None:
         """Close every pool built so far; the configs stay registered."""

@@ -382,7 +382,7 @@ def test_plugin_events_run_alongside_default_logging(
 
 DEFAULT_HOOKS = {
     connect: ["pymysqlpool_create_connection"],
-    endpoints: ["pymysqlpool_select_endpoint"],
+    endpoints: ["pymysqlpool_check_endpoint", "pymysqlpool_select_endpoint"],
     reusability: ["pymysqlpool_classify_error"],
     health: ["pymysqlpool_pre_ping"],
     log: [

@@ -1,13 +1,14 @@
-"""Default endpoint choice: the pool's ``endpoint_policy``."""
+"""Default endpoint choice (the pool's ``endpoint_policy``) and vetting (writable, lag)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from ..endpoints import EndpointState
+    from ..connection import Connection
+    from ..endpoints import Endpoint, EndpointState
     from ..pool import ConnectionPool
 
 
@@ -23,3 +24,43 @@ def pymysqlpool_select_endpoint(
     if policy == "least-in-use":
         return min(candidates, key=lambda s: s.open / s.endpoint.weight)
     return candidates[0]
+
+
+@hookimpl(trylast=True)
+def pymysqlpool_check_endpoint(
+    pool: ConnectionPool, connection: Connection, endpoint: Endpoint
+) -> str:
+    """Refuse a Galera node that is not ready, a read-only server for a writer pool and, for a
+    reader pool, a replica lagging more than ``max_replica_lag``; otherwise accept ("")."""
+    config = pool.config
+    if config.cluster == "galera":
+        status = _query(
+            connection,
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_cluster_status')",
+        )
+        state = {name.lower(): value for name, value in status}
+        if state.get("wsrep_ready") != "ON":
+            return (
+                f"wsrep_ready {state.get('wsrep_ready', 'missing')}, "
+                f"wsrep_cluster_status {state.get('wsrep_cluster_status', 'missing')}"
+            )
+    if config.role == "writer":
+        (flags,) = _query(connection, "SELECT @@global.read_only, @@global.innodb_read_only")
+        if any(flags):
+            return "read-only"
+    if config.role == "reader" and config.max_replica_lag is not None:
+        with connection.cursor() as cur:
+            cur.execute("SHOW SLAVE STATUS")
+            names = [column[0] for column in cur.description or ()]
+            row = cur.fetchone()
+        if row is not None:  # a replica: is it replicating, and close enough?
+            lag = dict(zip(names, row, strict=True)).get("Seconds_Behind_Master")
+            if lag is None or lag > config.max_replica_lag:
+                return f"replica lag {lag} s over {config.max_replica_lag:g} s"
+    return ""
+
+
+def _query(connection: Connection, sql: str) -> tuple[tuple[Any, ...], ...]:
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        return tuple(cur.fetchall())

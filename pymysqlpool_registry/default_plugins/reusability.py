@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 #: server gone/lost, commands out of sync, 2045/2055 (lost during handshake or read),
 #: 4031 (MySQL 8 idle disconnect), 1927 (MariaDB connection killed), 1053 (server shutdown).
 DISCONNECT_ERRNOS = frozenset({2006, 2013, 2014, 2045, 2055, 4031, 1927, 1053})
+#: --read-only / --super-read-only (1290) and read-only mode (1836): in a writer pool, a sign
+#: that the writer moved.
+READ_ONLY_ERRNOS = frozenset({1290, 1836})
+#: Galera's "WSREP has not yet prepared node for application use" (no quorum).
+GALERA_NOT_READY = 1047
 
 
 def error_number(error: BaseException) -> int | None:
@@ -34,11 +39,17 @@ def pymysqlpool_classify_error(
     A deadlock (1213), lock wait timeout (1205), duplicate key or SQL error leaves a healthy
     connection: it is rolled back and reused. An exception that is not an ``Exception``
     (KeyboardInterrupt, ...) may have cut a reply in half, so that connection is discarded.
+    Read-only (1290, 1836) in a writer pool and 1047 in a Galera pool eject the endpoint.
     """
     if not connection.open or isinstance(error, pymysql.err.InterfaceError):
         return Verdict.DISCARD
     if not isinstance(error, Exception):
         return Verdict.DISCARD
     if isinstance(error, pymysql.err.Error):
-        return Verdict.DISCARD if error_number(error) in DISCONNECT_ERRNOS else Verdict.RESET
+        errno = error_number(error)
+        if errno in READ_ONLY_ERRNOS and pool.config.role == "writer":
+            return Verdict.EJECT_ENDPOINT  # the writer moved: find where it is now
+        if errno == GALERA_NOT_READY and pool.config.cluster == "galera":
+            return Verdict.EJECT_ENDPOINT  # this node lost quorum; others may have it
+        return Verdict.DISCARD if errno in DISCONNECT_ERRNOS else Verdict.RESET
     return Verdict.REUSE

@@ -26,17 +26,33 @@ class _PoolGauges(Collector):
 
     def __init__(self, pools: weakref.WeakValueDictionary[str, ConnectionPool], prefix: str):
         self._pools = pools
-        self._name = f"{prefix}_connections"
+        self._prefix = prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        prefix = self._prefix
         family = GaugeMetricFamily(
-            self._name, "Connections of a pool by state", labels=["pool", "state"]
+            f"{prefix}_connections", "Connections of a pool by state", labels=["pool", "state"]
+        )
+        labels = ["pool", "endpoint", "role"]
+        endpoint_open = GaugeMetricFamily(
+            f"{prefix}_endpoint_connections", "Connections open to an endpoint", labels=labels
+        )
+        failures = GaugeMetricFamily(
+            f"{prefix}_endpoint_failures", "An endpoint's failures in a row", labels=labels
+        )
+        ejected = GaugeMetricFamily(
+            f"{prefix}_endpoint_ejected", "1 while an endpoint is skipped", labels=labels
         )
         for name, pool in sorted(self._pools.items()):
             stats = pool.stats()
             for state in _GAUGE_STATES:
                 family.add_metric([name, state], stats[state])
-        yield family
+            for endpoint in pool.endpoint_stats():
+                values = [name, endpoint["endpoint"], endpoint["role"]]
+                endpoint_open.add_metric(values, endpoint["open"])
+                failures.add_metric(values, endpoint["failures"])
+                ejected.add_metric(values, 1 if endpoint["ejected_for"] > 0 else 0)
+        yield from (family, endpoint_open, failures, ejected)
 
 
 class PrometheusMetrics:

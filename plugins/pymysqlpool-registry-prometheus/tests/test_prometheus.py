@@ -149,3 +149,19 @@ def test_entry_point_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_entry_point_off_by_default_in_tests() -> None:
     assert "prometheus" not in Registry().manager.names()
+
+
+def test_endpoint_gauges(
+    registry: Registry, metrics_registry: CollectorRegistry, connect_kwargs: dict[str, Any]
+) -> None:
+    """Per endpoint: open connections, failures in a row and ejection (a closed port here)."""
+    live = f"127.0.0.1:{connect_kwargs['port']}"
+    registry.register("multi", **connect_kwargs, endpoints=["127.0.0.1:1", live], min_size=2)
+    loan(registry.get("multi"))
+    down = {"endpoint": "127.0.0.1:1", "role": "any"}
+    up = {"endpoint": live, "role": "any"}
+    assert sample(metrics_registry, "endpoint_connections", "multi", **up) == 2
+    assert sample(metrics_registry, "endpoint_connections", "multi", **down) == 0
+    assert sample(metrics_registry, "endpoint_failures", "multi", **down) == 1
+    assert sample(metrics_registry, "endpoint_ejected", "multi", **down) == 1
+    assert sample(metrics_registry, "endpoint_ejected", "multi", **up) == 0
