@@ -8,6 +8,7 @@ from ._manager import PolicyManager
 from .config import PoolConfig
 from .configfile import ConfigFileError
 from .connection import Connection
+from .endpoints import Endpoint
 from .errors import (
     ConnectionReturnedError,
     EndpointRefusedError,
@@ -29,6 +30,7 @@ __all__ = [
     "Connection",
     "ConnectionPool",
     "ConnectionReturnedError",
+    "Endpoint",
     "EndpointRefusedError",
     "GetConnectionFromPoolError",
     "NoEndpointError",

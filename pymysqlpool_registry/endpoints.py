@@ -60,6 +60,7 @@ class EndpointState:
 
     __slots__ = (
         "backoff",
+        "check",
         "chosen",
         "ejected_until",
         "endpoint",
@@ -78,6 +79,7 @@ class EndpointState:
         self.backoff = 0.0
         self.last_error = ""
         self.epoch = 0  # bumped when its connections are condemned; older ones are not lent
+        self.check = ""  # the check_endpoint verdict on its last new connection: "ok" or why not
 
     def __repr__(self) -> str:
         return f"<EndpointState {self.endpoint} open={self.open} failures={self.failures}>"
@@ -109,5 +111,6 @@ class EndpointState:
             "failures": self.failures,
             "ejected_for": max(self.ejected_until - now, 0.0),
             "last_error": self.last_error,
+            "check": self.check,
             "chosen": self.chosen,
         }

@@ -140,7 +140,9 @@ class ConnectionPool:
         return len(self._idle)
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
-        """Each endpoint's open connections, connect failures in a row and ejection."""
+        """Each endpoint's open connections, connect failures in a row, ejection and the
+        check_endpoint verdict on its last new connection (``"read-only"`` where a writer pool
+        found a replica, ``"ok"`` where it can write)."""
         now = monotonic()
         with self._lock:
             return [state.describe(now) for state in self._endpoints]
@@ -442,6 +444,7 @@ class ConnectionPool:
         except BaseException:
             conn.discard()
             raise
+        state.check = refused or "ok"
         if not refused and conn.in_transaction:  # the check's snapshot must not reach a borrower
             conn.rollback()
         if refused:

@@ -126,6 +126,9 @@ def test_writer_pool_finds_the_writable_endpoint(
         assert port_of(pool) == pair[1].port  # the "writer" endpoint is read-only: skipped
         stats = {e["endpoint"]: e for e in pool.endpoint_stats()}
         assert "read-only" in stats[f"127.0.0.1:{read_only.port}"]["last_error"]
+        # each endpoint's current role as the check found it
+        assert stats[f"127.0.0.1:{read_only.port}"]["check"] == "read-only"
+        assert stats[f"127.0.0.1:{pair[1].port}"]["check"] == "ok"
     finally:
         pool.close()
 

@@ -43,6 +43,11 @@ class _PoolGauges(Collector):
         ejected = GaugeMetricFamily(
             f"{prefix}_endpoint_ejected", "1 while an endpoint is skipped", labels=labels
         )
+        refused = GaugeMetricFamily(
+            f"{prefix}_endpoint_refused",
+            "1 while the check_endpoint hooks refuse an endpoint (read-only, no quorum, lag)",
+            labels=labels,
+        )
         for name, pool in sorted(self._pools.items()):
             stats = pool.stats()
             for state in _GAUGE_STATES:
@@ -52,7 +57,8 @@ class _PoolGauges(Collector):
                 endpoint_open.add_metric(values, endpoint["open"])
                 failures.add_metric(values, endpoint["failures"])
                 ejected.add_metric(values, 1 if endpoint["ejected_for"] > 0 else 0)
-        yield from (family, endpoint_open, failures, ejected)
+                refused.add_metric(values, 0 if endpoint["check"] in ("", "ok") else 1)
+        yield from (family, endpoint_open, failures, ejected, refused)
 
 
 class PrometheusMetrics:

@@ -13,8 +13,10 @@ from pymysqlpool_registry_prometheus import PrometheusMetrics
 from pymysqlpool_registry import (
     Connection,
     ConnectionPool,
+    Endpoint,
     GetConnectionFromPoolError,
     Registry,
+    hookimpl,
 )
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
@@ -165,3 +167,33 @@ def test_endpoint_gauges(
     assert sample(metrics_registry, "endpoint_failures", "multi", **down) == 1
     assert sample(metrics_registry, "endpoint_ejected", "multi", **down) == 1
     assert sample(metrics_registry, "endpoint_ejected", "multi", **up) == 0
+
+
+class RefuseLocalhost:
+    """A check_endpoint plugin that refuses the endpoint named "localhost"."""
+
+    @hookimpl
+    def pymysqlpool_check_endpoint(self, endpoint: Endpoint) -> str | None:
+        return "maintenance" if endpoint.host == "localhost" else None
+
+
+def test_endpoint_refused_gauge(
+    metrics_registry: CollectorRegistry, connect_kwargs: dict[str, Any]
+) -> None:
+    """An endpoint the check hooks refuse shows 1; one they accept shows 0."""
+    port = connect_kwargs["port"]
+    pools = Registry(
+        plugins=[PrometheusMetrics(registry=metrics_registry), RefuseLocalhost()],
+        load_entrypoints=False,
+    )
+    try:
+        pools.register(
+            "checked", **connect_kwargs, endpoints=[f"localhost:{port}", f"127.0.0.1:{port}"]
+        )
+        loan(pools.get("checked"))
+        refused = {"endpoint": f"localhost:{port}", "role": "any"}
+        accepted = {"endpoint": f"127.0.0.1:{port}", "role": "any"}
+        assert sample(metrics_registry, "endpoint_refused", "checked", **refused) == 1
+        assert sample(metrics_registry, "endpoint_refused", "checked", **accepted) == 0
+    finally:
+        pools.close_all()
