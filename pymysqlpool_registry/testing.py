@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -35,6 +36,19 @@ def server() -> Iterator[ThrowawayServer]:
 def connect_kwargs(server: ThrowawayServer) -> dict[str, Any]:
     """Keyword arguments for pymysql.connect() to the session server."""
     return server.connect_kwargs()
+
+
+@contextmanager
+def started_servers(count: int) -> Iterator[list[ThrowawayServer]]:
+    """*count* started ThrowawayServers of the caller's own (a module's fixture), closed after."""
+    servers = [ThrowawayServer() for _ in range(count)]
+    try:
+        for srv in servers:
+            srv.start()
+        yield servers
+    finally:
+        for srv in servers:
+            srv.close()
 
 
 # --- helpers for tests that talk to a real server from several threads ---

@@ -15,21 +15,15 @@ from pymysqlpool_registry import (
     hookimpl,
 )
 from pymysqlpool_registry.endpoints import Endpoint, EndpointState
-from pymysqlpool_registry.testing import scalar, wait_until
+from pymysqlpool_registry.testing import scalar, started_servers, wait_until
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 
 @pytest.fixture(scope="module")
 def trio() -> Iterator[list[ThrowawayServer]]:
     """Three servers of this module's own (one gets stopped and started again)."""
-    servers = [ThrowawayServer() for _ in range(3)]
-    try:
-        for server in servers:
-            server.start()
+    with started_servers(3) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.close()
 
 
 @pytest.fixture

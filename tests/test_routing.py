@@ -24,20 +24,14 @@ from pymysqlpool_registry import (
 )
 from pymysqlpool_registry.default_plugins.reusability import pymysqlpool_classify_error
 from pymysqlpool_registry.endpoints import Endpoint
-from pymysqlpool_registry.testing import scalar
+from pymysqlpool_registry.testing import scalar, started_servers
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[list[ThrowawayServer]]:
-    servers = [ThrowawayServer() for _ in range(2)]
-    try:
-        for server in servers:
-            server.start()
+    with started_servers(2) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.close()
 
 
 @pytest.fixture

@@ -189,6 +189,14 @@ def replication() -> Iterator[ThrowawayReplication]:
         yield pair
 
 
+def with_roles(replication: ThrowawayReplication) -> list[dict[str, Any]]:
+    """The pair as a pool's endpoints: the primary the writer, the replica a reader."""
+    return [
+        {"host": server.host, "port": server.port, "role": role}
+        for server, role in ((replication.primary, "writer"), (replication.replica, "reader"))
+    ]
+
+
 def port_of(conn: Any) -> int:
     return int(scalar(conn, "SELECT @@port"))
 
@@ -203,10 +211,7 @@ def test_a_lagging_or_stopped_replica_is_kept_out_of_the_reader_pool(
     registry.register(
         "orders",
         **replication.app_connect_kwargs(),
-        endpoints=[
-            {"host": primary.host, "port": primary.port, "role": "writer"},
-            {"host": replica.host, "port": replica.port, "role": "reader"},
-        ],
+        endpoints=with_roles(replication),
         max_replica_lag=1.0,
         autocommit=True,
         connect_timeout=1.0,
@@ -285,10 +290,7 @@ def test_reads_go_to_the_replica_and_writes_follow_a_promotion(
     registry.register(
         "orders",
         **replication.app_connect_kwargs(),
-        endpoints=[
-            {"host": primary.host, "port": primary.port, "role": "writer"},
-            {"host": replica.host, "port": replica.port, "role": "reader"},
-        ],
+        endpoints=with_roles(replication),
         autocommit=True,
         max_size=4,
         connect_timeout=1.0,
