@@ -352,7 +352,7 @@ class ConnectionPool:
                 self._release_slot()
                 if isinstance(exc, PluginError):
                     raise
-                raise self._timeout_error(timeout, retry_num, started, exc) from last_error
+                raise self._timeout_error(timeout, retry_num, started, exc, True) from last_error
             except Exception as exc:
                 last_error = exc
                 with self._lock:
@@ -367,7 +367,7 @@ class ConnectionPool:
                     delay = min(delay * 2, _BACKOFF_MAX)
                     continue
                 self._release_slot()
-                raise self._timeout_error(timeout, retry_num, started, exc) from exc
+                raise self._timeout_error(timeout, retry_num, started, exc, not retry) from exc
             except BaseException:
                 self._release_slot()
                 raise
@@ -554,14 +554,22 @@ class ConnectionPool:
         return None if fit is not False else "dead"
 
     def _timeout_error(
-        self, timeout: float, retry_num: int, started: float, cause: BaseException | None = None
+        self,
+        timeout: float,
+        retry_num: int,
+        started: float,
+        cause: BaseException | None = None,
+        answered: bool = False,
     ) -> GetConnectionFromPoolError:
-        """Count a failed request and build its error (the old pymysql-pool's wording)."""
+        """Count a failed request and build its error: the old pymysql-pool's wording after a
+        wait, or without "within" when the request ended early on an *answered* cause."""
         with self._lock:
             self._counts["timeouts"] += 1
         if self._hooks.on_timeout is not None:
             self._hooks.on_timeout(pool=self, waited=monotonic() - started)
-        message = f"can't get connection from pool({self.name}) within {timeout:g}*{retry_num + 1} second(s)"
+        message = f"can't get connection from pool({self.name})"
+        if not answered:
+            message += f" within {timeout:g}*{retry_num + 1} second(s)"
         if cause is not None:
             message += f": {cause}"
         return GetConnectionFromPoolError(0, message)

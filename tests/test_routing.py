@@ -100,8 +100,9 @@ def test_reads_fall_back_to_the_writer_but_writes_never_to_a_reader(
     try:
         pair[1].query("SET GLOBAL read_only = ON")
         started = time.monotonic()
-        with pytest.raises(GetConnectionFromPoolError, match="no usable endpoint") as raised:
+        with pytest.raises(GetConnectionFromPoolError) as raised:
             writer.get_connection(timeout=5)
+        assert str(raised.value).startswith("can't get connection from pool(w): no usable endpoint")
         assert time.monotonic() - started < 2  # an answer, not a wait for the deadline
         assert str(raised.value).count("read-only") == 2
         assert writer.stats()["total"] == 0
