@@ -125,6 +125,10 @@ class PoolConfig:
     eject_after: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
     #: Seconds of the first ejection; each further one doubles it, up to 30 s.
     eject_backoff: float = attrs.field(default=1.0, validator=_POSITIVE)
+    #: Seconds between re-checks of each endpoint (the check_endpoint hooks on one of its
+    #: idle connections) in pools with several endpoints, a role or a cluster; a refusal
+    #: ejects it. None: only new connections are checked.
+    endpoint_check_interval: float | None = attrs.field(default=5.0, validator=_POSITIVE_OR_NONE)
 
     # --- how to lend ---
     #: Connections opened when the pool is created and kept open.

@@ -47,7 +47,9 @@ class Endpoint:
 
 def parse_all(values: Any) -> tuple[Endpoint, ...]:
     """The ``endpoints`` setting as a tuple of Endpoint."""
-    if isinstance(values, (str, Mapping, Endpoint)):
+    if isinstance(values, str):  # "db1:3306,db2:3306", as from an environment variable
+        values = [value.strip() for value in values.split(",") if value.strip()]
+    elif isinstance(values, (Mapping, Endpoint)):
         values = [values]
     return tuple(Endpoint.parse(value) for value in values)
 
@@ -89,10 +91,11 @@ class EndpointState:
         return now < self.ejected_until
 
     def failed(self, error: BaseException, now: float, eject_after: int, backoff: float) -> None:
-        """Count a failure; eject after *eject_after* in a row, backing off each time."""
+        """Count a failure; eject after *eject_after* in a row, backing off each time (a
+        failure while ejected, of a connect begun before, does not eject it again)."""
         self.failures += 1
         self.last_error = str(error) or type(error).__name__
-        if self.failures >= eject_after:
+        if self.failures >= eject_after and not self.ejected(now):
             self.backoff = min(self.backoff * 2 if self.backoff else backoff, _EJECT_BACKOFF_MAX)
             self.ejected_until = now + self.backoff
 

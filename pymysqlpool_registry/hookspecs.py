@@ -61,9 +61,10 @@ def pymysqlpool_select_endpoint(
 ) -> EndpointState | None:
     """Choose the endpoint of the next connection among *candidates*, or ``None`` to abstain.
 
-    *candidates* are the endpoints not ejected, in config order (or, when every endpoint is
-    ejected, the one whose ejection ends first). The default applies ``endpoint_policy``.
-    Stops at first non-None result.
+    *candidates* are the endpoints not ejected nor yet tried by this request, of the role
+    this pool prefers most among them, in config order (or, when every endpoint is ejected,
+    the one whose ejection ends first). The default applies ``endpoint_policy``. An exception
+    here fails the request with :class:`PluginError`. Stops at first non-None result.
     """
 
 
@@ -71,12 +72,15 @@ def pymysqlpool_select_endpoint(
 def pymysqlpool_check_endpoint(
     pool: ConnectionPool, connection: Connection, endpoint: Endpoint
 ) -> str | None:
-    """Vet a new *connection* to *endpoint* before the pool uses it.
+    """Vet *endpoint* through *connection*: a new connection before the pool uses it, and
+    an idle one every ``endpoint_check_interval`` seconds.
 
-    Return a reason (e.g. ``"read-only"``) to refuse it: the pool closes it, counts a failure
-    against the endpoint and tries another; return ``""`` to accept, ``None`` to abstain.
-    The default refuses a read-only server for a writer pool and a replica lagging more than
-    ``max_replica_lag`` for a reader pool. Stops at first non-None result.
+    Return a reason (e.g. ``"read-only"``) to refuse it: the pool closes the connection,
+    ejects the endpoint (retiring its other connections) and, for a borrower, tries another;
+    return ``""`` to accept, ``None`` to abstain. Reads are bounded by the connect or ping
+    timeout. The default refuses a Galera node whose ``wsrep_ready`` is not ON, a read-only
+    server for a writer pool and a replica lagging more than ``max_replica_lag`` for a reader
+    pool. Stops at first non-None result.
     """
 
 

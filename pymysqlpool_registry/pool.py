@@ -42,6 +42,9 @@ _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.002, 0.025
 _REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
+#: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
+#: pool goes back to the preferred endpoints once they recover.
+_FALLBACK_LIFETIME = 30.0
 #: Endpoint roles in the order a pool of each role prefers them.
 _ROLE_PREFERENCE = {
     "any": ("writer", "any", "reader"),  # only order among groups; roles are usually unset
@@ -51,6 +54,9 @@ _ROLE_PREFERENCE = {
 #: Connect errors that retrying within a deadline won't fix: access denied (1044, 1045),
 #: unknown database (1049), authentication method unsupported (1251, 2059).
 _CONFIG_ERRNOS = frozenset({1044, 1045, 1049, 1251, 2059})
+#: Connect errors of a server that works but takes no more connections: too many connections
+#: (1040), the user's limit (1203), max_user_connections (1226).
+_SERVER_FULL_ERRNOS = frozenset({1040, 1203, 1226})
 
 
 class _Waiter:
@@ -102,6 +108,10 @@ class ConnectionPool:
         self._generation = 0  # bumped by invalidate(); older connections are not reused
         endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
         self._endpoints = [EndpointState(endpoint) for endpoint in endpoints]
+        self._best_rank = min(self._rank(state) for state in self._endpoints)
+        #: Re-check endpoints periodically only where a check can tell them apart.
+        self._rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
+        self._next_endpoint_check = 0.0
         self._closed = False
         self._counts = dict.fromkeys(
             (
@@ -393,12 +403,12 @@ class ConnectionPool:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
         generation = self._generation  # an invalidate() during the connect makes it stale
-        state = self._choose_endpoint(started, tried or ())
+        state, epoch = self._choose_endpoint(started, tried or ())
         if tried is not None:
             tried.add(state)
         try:
             conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
-            self._vet(conn, state)
+            self._vet(conn, state, limit)
         except EndpointRefusedError as exc:
             self._endpoint_failed(state, exc, health=True)
             raise
@@ -413,40 +423,55 @@ class ConnectionPool:
                 f"pymysqlpool_create_connection returned {type(conn).__name__}, "
                 "not a pymysqlpool_registry.Connection"
             )
+        with self._lock:
+            current = state.epoch == epoch  # else the endpoint failed while we connected
+            if current:
+                self._counts["created"] += 1
+                if state.failures:  # rejoining: round-robin must not pile onto it
+                    others = (s.chosen for s in self._endpoints if s is not state)
+                    state.chosen = max(state.chosen, min(others, default=0))
+                state.succeeded()
+                state.open += 1
+                self._connected.notify_all()
+        if not current:
+            conn.discard()
+            raise EndpointRefusedError(
+                0, f"{state.endpoint} failed while pool({self.name}) connected to it"
+            )
         conn._pool = self
         conn._endpoint = state
-        conn._endpoint_epoch = state.epoch
+        conn._endpoint_epoch = epoch
         conn._check_owner = self.config.check_owner_thread
         conn._generation = generation
         conn._dirty = conn._used = False
         now = conn._idle_since = monotonic()
         lifetime = self.config.max_lifetime
+        if self._rank(state) > self._best_rank:  # a fallback: retry the preferred ones soon
+            lifetime = min(lifetime or _FALLBACK_LIFETIME, _FALLBACK_LIFETIME)
         if lifetime is not None:
             conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
-        with self._lock:
-            self._counts["created"] += 1
-            state.succeeded()
-            state.open += 1
-            self._connected.notify_all()
         if self._hooks.on_connect is not None:
             self._hooks.on_connect(
                 pool=self, connection=conn, reason=reason, duration=now - started
             )
         return conn
 
-    def _vet(self, conn: Any, state: EndpointState) -> None:
-        """Run the check_endpoint hooks on a new connection; close it and raise if refused."""
+    def _vet(self, conn: Any, state: EndpointState, limit: float) -> None:
+        """Run the check_endpoint hooks on *conn*, each read bounded by *limit* seconds;
+        close it and raise EndpointRefusedError if they refuse its endpoint."""
         check = self._hooks.check_endpoint
         if check is None or not isinstance(conn, Connection):
             return
         try:
-            refused = check(pool=self, connection=conn, endpoint=state.endpoint)
+            with conn.bounded(limit):
+                refused = check(pool=self, connection=conn, endpoint=state.endpoint)
+                if not refused and conn.in_transaction:  # its snapshot must not reach a borrower
+                    conn.rollback()
         except BaseException:
             conn.discard()
             raise
-        state.check = refused or "ok"
-        if not refused and conn.in_transaction:  # the check's snapshot must not reach a borrower
-            conn.rollback()
+        with self._lock:
+            state.check = refused or "ok"
         if refused:
             conn.discard()
             raise EndpointRefusedError(
@@ -473,12 +498,14 @@ class ConnectionPool:
         self, state: EndpointState, error: BaseException, health: bool = False
     ) -> None:
         """Count a failure of *state*'s endpoint. A failed health check (*health*) ejects it
-        at once; an ejection retires the connections open to it, unless it is the only one."""
+        at once; an ejection retires the connections open to it, unless it is the only one or
+        the server is only full (its open connections are fine)."""
         config = self.config
         now = monotonic()
+        full = error_number(error) in _SERVER_FULL_ERRNOS
         with self._lock:
             state.failed(error, now, 1 if health else config.eject_after, config.eject_backoff)
-            if health or (state.ejected(now) and len(self._endpoints) > 1):
+            if health or (state.ejected(now) and len(self._endpoints) > 1 and not full):
                 state.epoch += 1
 
     def endpoint_state(self) -> str:
@@ -494,29 +521,38 @@ class ConnectionPool:
             ]
         return "; ".join(parts)
 
-    def _choose_endpoint(self, now: float, tried: Collection[EndpointState]) -> EndpointState:
-        """The endpoint of the next connection: the select_endpoint hooks' choice among those
-        not ejected nor *tried* (all ejected: the one whose ejection ends first)."""
-        preference = _ROLE_PREFERENCE[self.config.role]
+    def _rank(self, state: EndpointState) -> int:
+        """How far down this pool's role preference *state*'s endpoint comes (0: first)."""
+        return _ROLE_PREFERENCE[self.config.role].index(state.endpoint.role)
+
+    def _choose_endpoint(
+        self, now: float, tried: Collection[EndpointState]
+    ) -> tuple[EndpointState, int]:
+        """The endpoint of the next connection and its epoch now: the select_endpoint hooks'
+        choice among those not ejected nor *tried*, in the best role group (all ejected: the
+        one whose ejection ends first)."""
         states = [s for s in self._endpoints if s not in tried]
         if not states:
             raise NoEndpointError(0, f"no usable endpoint: {self.endpoint_state()}")
         with self._lock:
             usable = [s for s in states if not s.ejected(now)]
             if usable:  # the best role group only: a reader pool reads from the writer last
-                best = min(preference.index(s.endpoint.role) for s in usable)
-                candidates = [s for s in usable if preference.index(s.endpoint.role) == best]
+                best = min(self._rank(s) for s in usable)
+                candidates = [s for s in usable if self._rank(s) == best]
             else:
                 candidates = [min(states, key=lambda s: s.ejected_until)]
         select = self._hooks.select_endpoint
-        chosen = None if select is None else select(pool=self, candidates=candidates)
+        try:
+            chosen = None if select is None else select(pool=self, candidates=candidates)
+        except Exception as exc:
+            raise PluginError(f"pymysqlpool_select_endpoint failed: {exc!r}") from exc
         if chosen is None:
             chosen = candidates[0]
         elif chosen not in candidates:
             raise PluginError("pymysqlpool_select_endpoint chose an endpoint not offered to it")
         with self._lock:
             chosen.chosen += 1
-        return chosen
+            return chosen, chosen.epoch
 
     def _fill(self) -> None:
         """Open min_size connections now; on failure close what was opened and raise."""
@@ -551,7 +587,11 @@ class ConnectionPool:
         except BaseException:
             self._discard(conn, "dead")
             raise
-        return None if fit is not False else "dead"
+        if fit is False:
+            return "dead"
+        if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
+            return "endpoint-failed"  # it failed during the ping
+        return None
 
     def _timeout_error(
         self,
@@ -613,7 +653,8 @@ class ConnectionPool:
         reset = False
         if verdict is Verdict.EJECT_ENDPOINT and conn._endpoint is not None:
             reason = "endpoint-failed"
-            self._endpoint_failed(conn._endpoint, error or RuntimeError("ejected"), health=True)
+            if conn._endpoint_epoch == conn._endpoint.epoch:  # else already counted
+                self._endpoint_failed(conn._endpoint, error or RuntimeError("eject"), health=True)
         elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
             reason = "error"
         elif not conn.open:
@@ -750,6 +791,7 @@ class ConnectionPool:
                 return None
             retired = self._take_retired(now)
             stale = self._take_for_keepalive(now)
+            probes = self._take_for_endpoint_check(now)
             lent = list(self._lent)
             missing = max(config.min_size - self._total, 0)
             self._total += missing
@@ -762,12 +804,19 @@ class ConnectionPool:
                 self._discard(conn, "dead")
             else:
                 self._put(conn, monotonic(), False)
+        for conn in probes:
+            self._recheck(conn)
         self._check_leaks(lent, now)
         if missing:
             self._refill(missing, now)
         if self._refill_failing_since is not None:
             return self._refill_delay
-        periods = (config.max_idle, config.keepalive_interval, config.leak_threshold)
+        periods = (
+            config.max_idle,
+            config.keepalive_interval,
+            config.leak_threshold,
+            config.endpoint_check_interval if self._rechecks else None,
+        )
         return min([1.0, *(p / 4 for p in periods if p is not None)])
 
     def _take_retired(self, now: float) -> list[tuple[Connection, str]]:
@@ -804,6 +853,40 @@ class ConnectionPool:
             conn._borrower = current_thread()
             self._lent.add(conn)
         return due
+
+    def _take_for_endpoint_check(self, now: float) -> list[Connection]:
+        """Under the lock: when a re-check of the endpoints is due, lend to this thread one
+        idle connection of each endpoint that has one."""
+        interval = self.config.endpoint_check_interval
+        if interval is None or not self._rechecks or now < self._next_endpoint_check:
+            return []
+        self._next_endpoint_check = now + interval
+        picked: dict[EndpointState, Connection] = {}
+        for conn in self._idle:
+            state = conn._endpoint
+            if state is not None and state not in picked and state.epoch == conn._endpoint_epoch:
+                picked[state] = conn
+        for conn in picked.values():
+            self._idle.remove(conn)
+            conn._lent = True
+            conn._borrower = current_thread()
+            self._lent.add(conn)
+        return list(picked.values())
+
+    def _recheck(self, conn: Connection) -> None:
+        """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
+        so retires its connections); a failure closes *conn*; else it goes back as it was."""
+        state = conn._endpoint
+        assert state is not None
+        try:
+            self._vet(conn, state, self.config.ping_timeout)
+        except EndpointRefusedError as exc:
+            self._endpoint_failed(state, exc, health=True)
+            self._discard(conn, "endpoint-failed")
+        except Exception:  # noqa: BLE001 - any failure means the connection is gone
+            self._discard(conn, "dead")
+        else:
+            self._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
 
     def _check_leaks(self, lent: list[Connection], now: float) -> None:
         """Report connections lent too long; close those whose borrower thread died."""
@@ -888,6 +971,8 @@ class ConnectionPool:
         self._lent.clear()
         self._waiters.clear()
         self._total = 0
+        for state in self._endpoints:
+            state.open = 0
         self._generation += 1
         if not self._closed:
             self._maintenance = Maintenance(self)

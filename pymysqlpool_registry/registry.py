@@ -61,9 +61,9 @@ class Registry:
         self._load_entrypoints = load_entrypoints
         self._manager: PolicyManager | None = None
         self._settings: dict[str, PoolSettings] = {}
-        self._pools: dict[str, ConnectionPool] = {}
+        self._pools: dict[tuple[str, str | None], ConnectionPool] = {}  # by (name, role)
         self._lock = threading.Lock()
-        self._building: dict[str, threading.Lock] = {}
+        self._building: dict[tuple[str, str | None], threading.Lock] = {}
         _REGISTRIES.add(self)
 
     def __repr__(self) -> str:
@@ -161,29 +161,33 @@ class Registry:
         where it can write (finding the writer again after a failover), ``"read"`` prefers
         reader endpoints and falls back to the writer only when no reader is usable.
         """
-        key = name if role is None else f"{name}[{role}]"
+        key = (name, role)
         pool = self._pools.get(key)
         if pool is not None:
             return pool
-        config = self.config(name)  # unknown name: the error, before any bookkeeping
-        if role is not None:
-            if role not in _ROLES:
-                raise ValueError(f"role must be 'read' or 'write', not {role!r}")
-            config = attrs.evolve(config, role=_ROLES[role])
+        if role is not None and role not in _ROLES:
+            raise ValueError(f"role must be 'read' or 'write', not {role!r}")
+        self.config(name)  # unknown name: the error, before any bookkeeping
         with self._lock:
             building = self._building.setdefault(key, threading.Lock())
         with building:
             pool = self._pools.get(key)
-            if pool is None:
-                settings = self._settings.get(name)
-                pool = ConnectionPool(config, name=key, manager=self.manager)
-                with self._lock:
-                    if self._settings.get(name) is settings:
-                        self._pools[key] = pool
-                        return pool
-                pool.close()  # replaced or removed while it was being built
+            if pool is not None:
+                return pool
+            settings = self._settings.get(name)
+            if settings is None:  # removed meanwhile
                 return self.get(name, role)
-        return pool
+            config = apply_defaults(settings.config, settings.explicit, self.manager.packs)
+            if role is not None:
+                config = attrs.evolve(config, role=_ROLES[role])
+            label = name if role is None else f"{name}[{role}]"
+            pool = ConnectionPool(config, name=label, manager=self.manager)
+            with self._lock:
+                if self._settings.get(name) is settings:
+                    self._pools[key] = pool
+                    return pool
+            pool.close()  # replaced or removed while it was being built
+            return self.get(name, role)
 
     def config(self, name: str) -> PoolConfig:
         """The config pool *name* is built with: as registered, packs' defaults filling the rest."""
@@ -200,7 +204,7 @@ class Registry:
 
     def stats(self) -> dict[str, dict[str, float]]:
         """``stats()`` of each pool built so far, by name."""
-        return {name: pool.stats() for name, pool in list(self._pools.items())}
+        return {pool.name: pool.stats() for pool in list(self._pools.values())}
 
     def remove(self, name: str) -> None:
         """Forget *name* and close its pool if it was built."""
@@ -213,7 +217,7 @@ class Registry:
 
     def _take_pools(self, name: str) -> list[ConnectionPool]:
         """Under the lock: forget the pools built for *name* (any role) and return them."""
-        keys = [key for key in self._pools if key == name or key.startswith(f"{name}[")]
+        keys = [key for key in self._pools if key[0] == name]
         return [self._pools.pop(key) for key in keys]
 
     def close_all(self) -> None:

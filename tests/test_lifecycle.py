@@ -762,12 +762,14 @@ CHILD_LENT_USABLE = 2
 CHILD_REUSED_PARENT_SESSION = 3
 CHILD_QUERY_WRONG = 4
 CHILD_CLOSE_FAILED = 5
+CHILD_ENDPOINT_COUNT_WRONG = 6
 CHILD_FAILURES = {
     CHILD_CRASHED: "the child raised an unexpected exception",
     CHILD_LENT_USABLE: "the connection lent across the fork was usable in the child",
     CHILD_REUSED_PARENT_SESSION: "the child was lent one of the parent's server sessions",
     CHILD_QUERY_WRONG: "the child's query returned a wrong result",
     CHILD_CLOSE_FAILED: "the child could not close its pool cleanly",
+    CHILD_ENDPOINT_COUNT_WRONG: "the child's endpoint stats still counted the parent's sockets",
 }
 
 
@@ -787,6 +789,8 @@ def child_checks(pool: ConnectionPool, lent: Connection, parent_ids: set[int]) -
     conn.close()
     if not pool.close(timeout=5):
         return CHILD_CLOSE_FAILED
+    if any(endpoint["open"] for endpoint in pool.endpoint_stats()):
+        return CHILD_ENDPOINT_COUNT_WRONG
     return CHILD_OK
 
 

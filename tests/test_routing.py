@@ -214,3 +214,40 @@ def test_role_and_cluster_settings_validate() -> None:
         PoolConfig(cluster="ndb")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_replica_lag"):
         PoolConfig(max_replica_lag=-1)
+
+
+def test_a_full_server_is_skipped_without_retiring_its_connections(
+    pair: list[ThrowawayServer],
+) -> None:
+    """max_connections exhausted on the first endpoint: a new connection goes to the second,
+    and the connection already open to the first stays in use (the server is full, not down)."""
+    first = pair[0]
+    pool = ConnectionPool(
+        PoolConfig(**roles(pair, "any", "any"), min_size=1, max_size=4), name="full"
+    )
+    fillers: list[Any] = []
+    try:
+        held = pool.get_connection(timeout=5)
+        assert held.port == first.port
+        first.query("SET GLOBAL max_connections = 10")
+        for _ in range(50):  # bounded: 10 plus the one extra a SUPER user gets
+            try:
+                fillers.append(pymysql.connect(**first.connect_kwargs()))
+            except pymysql.err.OperationalError as exc:
+                assert exc.args[0] == 1040
+                break
+        else:
+            pytest.fail("max_connections never ran out")
+        with pool.connection(timeout=5) as other:
+            assert other.port == pair[1].port
+            states = {e["endpoint"]: e for e in pool.endpoint_stats()}
+            assert states[f"127.0.0.1:{first.port}"]["ejected_for"] > 0
+            assert "1040" in states[f"127.0.0.1:{first.port}"]["last_error"]
+            held.close()
+            with pool.connection(timeout=5) as again:  # the only idle one: not retired
+                assert again is held
+    finally:
+        for conn in fillers:
+            conn.close()
+        first.query("SET GLOBAL max_connections = 151")
+        pool.close()
