@@ -63,6 +63,7 @@ class EndpointState:
     __slots__ = (
         "backoff",
         "check",
+        "checked_at",
         "chosen",
         "ejected_until",
         "endpoint",
@@ -81,7 +82,8 @@ class EndpointState:
         self.backoff = 0.0
         self.last_error = ""
         self.epoch = 0  # bumped when its connections are condemned; older ones are not lent
-        self.check = ""  # the check_endpoint verdict on its last new connection: "ok" or why not
+        self.check = ""  # the check_endpoint hooks' last verdict: "ok" or why not
+        self.checked_at = 0.0  # monotonic time of that verdict
 
     def __repr__(self) -> str:
         return f"<EndpointState {self.endpoint} open={self.open} failures={self.failures}>"

@@ -111,7 +111,6 @@ class ConnectionPool:
         self._best_rank = min(self._rank(state) for state in self._endpoints)
         #: Re-check endpoints periodically only where a check can tell them apart.
         self._rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
-        self._next_endpoint_check = 0.0
         self._closed = False
         self._counts = dict.fromkeys(
             (
@@ -472,6 +471,7 @@ class ConnectionPool:
             raise
         with self._lock:
             state.check = refused or "ok"
+            state.checked_at = monotonic()
         if refused:
             conn.discard()
             raise EndpointRefusedError(
@@ -855,16 +855,20 @@ class ConnectionPool:
         return due
 
     def _take_for_endpoint_check(self, now: float) -> list[Connection]:
-        """Under the lock: when a re-check of the endpoints is due, lend to this thread one
-        idle connection of each endpoint that has one."""
+        """Under the lock: lend to this thread one idle connection of each endpoint not
+        checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
         interval = self.config.endpoint_check_interval
-        if interval is None or not self._rechecks or now < self._next_endpoint_check:
+        if interval is None or not self._rechecks:
             return []
-        self._next_endpoint_check = now + interval
         picked: dict[EndpointState, Connection] = {}
         for conn in self._idle:
             state = conn._endpoint
-            if state is not None and state not in picked and state.epoch == conn._endpoint_epoch:
+            if (
+                state is not None
+                and state not in picked
+                and state.epoch == conn._endpoint_epoch
+                and now - state.checked_at >= interval
+            ):
                 picked[state] = conn
         for conn in picked.values():
             self._idle.remove(conn)

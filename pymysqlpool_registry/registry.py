@@ -145,6 +145,8 @@ class Registry:
     def _register(self, name: str, settings: PoolSettings, replace: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a pool name must be a non-empty string, not {name!r}")
+        if "[" in name:
+            raise ValueError(f"a pool name cannot contain '[' (name[read] is a role), not {name!r}")
         self.manager  # noqa: B018 - resolve plugins and packs now, so errors surface here
         with self._lock:
             if name in self._settings and not replace:

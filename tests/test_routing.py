@@ -24,7 +24,7 @@ from pymysqlpool_registry import (
 )
 from pymysqlpool_registry.default_plugins.reusability import pymysqlpool_classify_error
 from pymysqlpool_registry.endpoints import Endpoint
-from pymysqlpool_registry.testing import scalar, started_servers
+from pymysqlpool_registry.testing import scalar, started_servers, wait_until
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 
@@ -69,6 +69,8 @@ def test_registry_routes_reads_to_readers_and_writes_to_the_writer(
         assert (port_of(reader), port_of(writer)) == (pair[1].port, pair[0].port)
         with pytest.raises(ValueError, match="role must be 'read' or 'write'"):
             registry.get("orders", role="admin")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"cannot contain '\['"):
+            registry.register("orders[read]", host="db")
         registry.remove("orders")  # closes every pool the name stands for
         assert reader.stats()["total"] == writer.stats()["total"] == 0
     finally:
@@ -222,6 +224,8 @@ def test_a_full_server_is_skipped_without_retiring_its_connections(
     """max_connections exhausted on the first endpoint: a new connection goes to the second,
     and the connection already open to the first stays in use (the server is full, not down)."""
     first = pair[0]
+    # the sessions of earlier tests' pools close asynchronously; let them go first
+    wait_until(lambda: first.status("Threads_connected") == 1, "earlier sessions to close")
     pool = ConnectionPool(
         PoolConfig(**roles(pair, "any", "any"), min_size=1, max_size=4), name="full"
     )
