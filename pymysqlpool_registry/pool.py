@@ -106,11 +106,8 @@ class ConnectionPool:
         self._lent: set[Connection] = set()
         self._total = 0  # open connections plus slots being opened
         self._generation = 0  # bumped by invalidate(); older connections are not reused
-        endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
-        self._endpoints = [EndpointState(endpoint) for endpoint in endpoints]
-        self._best_rank = min(self._rank(state) for state in self._endpoints)
-        #: Re-check endpoints periodically only where a check can tell them apart.
-        self._rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
+        self._endpoints: list[EndpointState] = []
+        self._use_endpoints(config, {})
         self._closed = False
         self._counts = dict.fromkeys(
             (
@@ -248,6 +245,32 @@ class ConnectionPool:
         for conn in idle:
             self._close(conn, "pool-closed")
         return self._all_back.wait(timeout) if timeout else self._all_back.is_set()
+
+    def set_endpoints(self, endpoints: Any) -> None:
+        """Replace the endpoints at run time (what the ``endpoints`` setting takes), e.g. from
+        DNS or a cloud API. Endpoints kept keep their state and connections; connections to
+        the others are closed as they come back or idle."""
+        config = attrs.evolve(self.config, endpoints=endpoints)  # validated like the config
+        with self._lock:
+            kept = {state.endpoint: state for state in self._endpoints}
+            for state in self._use_endpoints(config, kept):
+                state.epoch += 1  # no longer listed: its connections retire
+        self._maintenance.wake()
+
+    def _use_endpoints(
+        self, config: PoolConfig, states: dict[Endpoint, EndpointState]
+    ) -> list[EndpointState]:
+        """Adopt *config* and its endpoints, reusing *states*; return the states left over."""
+        endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
+        self.config = config
+        self._endpoints = [
+            states.pop(endpoint) if endpoint in states else EndpointState(endpoint)
+            for endpoint in endpoints
+        ]
+        self._best_rank = min(self._rank(state) for state in self._endpoints)
+        #: Re-check endpoints periodically only where a check can tell them apart.
+        self._rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
+        return list(states.values())
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's size limits at run time (validated like the config)."""
@@ -531,16 +554,16 @@ class ConnectionPool:
         """The endpoint of the next connection and its epoch now: the select_endpoint hooks'
         choice among those not ejected nor *tried*, in the best role group (all ejected: the
         one whose ejection ends first)."""
-        states = [s for s in self._endpoints if s not in tried]
-        if not states:
-            raise NoEndpointError(0, f"no usable endpoint: {self.endpoint_state()}")
         with self._lock:
+            states = [s for s in self._endpoints if s not in tried]
             usable = [s for s in states if not s.ejected(now)]
             if usable:  # the best role group only: a reader pool reads from the writer last
                 best = min(self._rank(s) for s in usable)
                 candidates = [s for s in usable if self._rank(s) == best]
             else:
-                candidates = [min(states, key=lambda s: s.ejected_until)]
+                candidates = [min(states, key=lambda s: s.ejected_until)] if states else []
+        if not candidates:
+            raise NoEndpointError(0, f"no usable endpoint: {self.endpoint_state()}")
         select = self._hooks.select_endpoint
         try:
             chosen = None if select is None else select(pool=self, candidates=candidates)
@@ -551,8 +574,10 @@ class ConnectionPool:
         elif chosen not in candidates:
             raise PluginError("pymysqlpool_select_endpoint chose an endpoint not offered to it")
         with self._lock:
-            chosen.chosen += 1
-            return chosen, chosen.epoch
+            if chosen in self._endpoints:
+                chosen.chosen += 1
+                return chosen, chosen.epoch
+        return self._choose_endpoint(now, tried)  # set_endpoints() removed it meanwhile
 
     def _fill(self) -> None:
         """Open min_size connections now; on failure close what was opened and raise."""
@@ -663,6 +688,8 @@ class ConnectionPool:
             reason = "unread-result"  # reading the rest could take long; a new connection won't
         elif conn._generation != self._generation:
             reason = "invalidated"
+        elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
+            reason = "endpoint-failed"
         elif now >= conn._expires_at:
             reason = "expired"
         else:

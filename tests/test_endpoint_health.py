@@ -279,3 +279,27 @@ def test_registry_get_of_a_name_removed_meanwhile_says_unknown(registry: Registr
     waiter.join(5)
     assert [type(e).__name__ for e in errors] == ["UnknownPoolError"]
     assert registry.stats() == {}
+
+
+def test_set_endpoints_replaces_the_list_at_run_time(
+    registry: Registry, server: ThrowawayServer
+) -> None:
+    """As a cloud plugin would after asking its API: the endpoint that stays keeps its state,
+    connections to the one removed are closed (idle now, lent when they come back)."""
+    first, second = f"127.0.0.1:{server.port}", f"localhost:{server.port}"
+    registry.register("orders", **server.connect_kwargs(), endpoints=[first], min_size=2)
+    pool = registry.get("orders")
+    lent = pool.get_connection(timeout=5)
+    pool.set_endpoints(f"{second}, 127.0.0.1:1")
+    assert [e["endpoint"] for e in pool.endpoint_stats()] == [second, "127.0.0.1:1"]
+    assert [str(e) for e in pool.config.endpoints] == [second, "127.0.0.1:1"]
+    with pool.connection(timeout=5) as conn:
+        assert host_of(conn) == "localhost"  # the idle one to 127.0.0.1 was not lent
+    lent.close()  # closed, not kept: its endpoint is gone
+    assert pool.stats()["in_use"] == 0
+    wait_until(lambda: pool.endpoint_stats()[0]["open"] == 2, "the refill to min_size")
+    assert pool.stats()["total"] == 2
+    pool.set_endpoints([second])  # kept: same state, same connections
+    assert pool.endpoint_stats()[0]["open"] == 2
+    with pytest.raises(ValueError, match="port"):
+        pool.set_endpoints(["db:notaport"])
