@@ -873,13 +873,17 @@ class ConnectionPool:
         interval = self.config.keepalive_interval
         if interval is None:
             return []
-        due = [conn for conn in self._idle if now - conn._idle_since >= interval]
-        for conn in due:
+        return self._hold_idle([conn for conn in self._idle if now - conn._idle_since >= interval])
+
+    def _hold_idle(self, conns: list[Connection]) -> list[Connection]:
+        """Under the lock: take *conns* out of the idle ones, lent to this (maintenance)
+        thread until it gives them back with _put or closes them; returns *conns*."""
+        for conn in conns:
             self._idle.remove(conn)
             conn._lent = True
             conn._borrower = current_thread()
             self._lent.add(conn)
-        return due
+        return conns
 
     def _take_for_endpoint_check(self, now: float) -> list[Connection]:
         """Under the lock: lend to this thread one idle connection of each endpoint not
@@ -897,12 +901,7 @@ class ConnectionPool:
                 and now - state.checked_at >= interval
             ):
                 picked[state] = conn
-        for conn in picked.values():
-            self._idle.remove(conn)
-            conn._lent = True
-            conn._borrower = current_thread()
-            self._lent.add(conn)
-        return list(picked.values())
+        return self._hold_idle(list(picked.values()))
 
     def _recheck(self, conn: Connection) -> None:
         """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
