@@ -18,6 +18,7 @@ from .errors import (
     PoolClosedError,
     PoolError,
     PoolTimeout,
+    ReturnConnectionToPoolError,
     UnknownPoolError,
 )
 from .hookspecs import Verdict, hookimpl
@@ -42,6 +43,7 @@ __all__ = [
     "PoolError",
     "PoolTimeout",
     "Registry",
+    "ReturnConnectionToPoolError",
     "UnknownPoolError",
     "Verdict",
     "hookimpl",

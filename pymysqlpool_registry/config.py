@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -185,14 +186,13 @@ class PoolConfig:
     def from_kwargs(cls, **kwargs: Any) -> PoolConfig:
         """Build a config from flat keyword arguments, as ``pymysql.connect()`` takes them.
 
-        ``size`` sets both ``min_size`` and ``max_size`` (the old pymysql-pool's fixed pool);
+        The old pymysql-pool keywords are mapped to fields (see :func:`translate_legacy`);
         other PyMySQL arguments go to ``connect_args``; anything else is an error.
         """
         fields_set(kwargs)  # names every unknown or conflicting option
+        kwargs = translate_legacy(kwargs)
         own: dict[str, Any] = {}
         extra: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
-        if "size" in kwargs:
-            own["min_size"] = own["max_size"] = kwargs.pop("size")
         for key, value in kwargs.items():
             key = _DEPRECATED_ALIASES.get(key, key)
             if key in PYMYSQL_ARGUMENTS and key not in _FIELDS:
@@ -204,11 +204,9 @@ class PoolConfig:
     def updated(self, **kwargs: Any) -> PoolConfig:
         """A copy with *kwargs* applied, taken as :meth:`from_kwargs` takes them."""
         base = attrs.asdict(self, recurse=False)
-        if "size" in kwargs:
-            del base["min_size"], base["max_size"]
-        for alias, name in _DEPRECATED_ALIASES.items():
-            if alias in kwargs:
-                del base[name]
+        for key in kwargs:
+            for name in _REPLACES.get(key, (key,)):
+                base.pop(name, None)
         return PoolConfig.from_kwargs(**{**base, **kwargs})
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -240,22 +238,93 @@ class PoolConfig:
 _FIELDS = frozenset(attrs.fields_dict(PoolConfig))
 
 
-def fields_set(kwargs: Mapping[str, Any]) -> frozenset[str]:
-    """The PoolConfig fields that ``PoolConfig.from_kwargs(**kwargs)`` sets.
+#: Keywords that only pymysql-pool 0.4/0.5 took: code that passes one was written for 0.5.
+V05_KEYWORDS = frozenset({"maxsize", "pre_create_num", "con_lifetime"})
+_V05_DEFAULT_MAXSIZE = 100
+
+
+def _legacy_int(name: str, value: Any, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name!r} must be an int >= {minimum}, not {value!r}")
+    return value
+
+
+#: The fields each old keyword stands for.
+_REPLACES = {
+    "size": ("min_size", "max_size"),
+    "maxsize": ("max_size",),
+    "pre_create_num": ("min_size",),
+    "con_lifetime": ("max_lifetime",),
+    **{alias: (name,) for alias, name in _DEPRECATED_ALIASES.items()},
+}
+
+
+def _check_legacy_conflicts(keys: AbstractSet[str]) -> bool:
+    """Raise TypeError if *keys* set a size or lifetime twice; True if they are 0.5's."""
+    if not keys & V05_KEYWORDS:
+        if "size" in keys and keys & {"min_size", "max_size"}:
+            raise TypeError("give 'size' or 'min_size'/'max_size', not both")
+        return False
+    for theirs in V05_KEYWORDS & keys:
+        (ours,) = _REPLACES[theirs]
+        if ours in keys:
+            raise TypeError(f"give {ours!r} or pymysql-pool 0.5's {theirs!r}, not both")
+    return True
+
+
+def translate_legacy(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """*kwargs* with pymysql-pool's ``size`` (0.3) or 0.4/0.5 keywords replaced by fields.
+
+    0.3's ``size=N`` is a fixed pool: ``min_size = max_size = N``. With any of ``maxsize``,
+    ``pre_create_num`` or ``con_lifetime`` the code was written for 0.5, so 0.5's meanings
+    and defaults apply: ``max_size = maxsize`` (100), ``min_size = pre_create_num`` (0, at
+    most maxsize), ``max_lifetime = con_lifetime`` (0 or less: none) and ``autocommit``
+    True unless given; 0.5's ``size`` (its soft limit) has no equivalent and is only checked.
+    """
+    result = dict(kwargs)
+    if not _check_legacy_conflicts(result.keys()):
+        if "size" in result:
+            result["min_size"] = result["max_size"] = result.pop("size")
+        return result
+    if "size" in result:
+        _legacy_int("size", result.pop("size"), 0)
+    if "maxsize" in result:
+        result["max_size"] = _legacy_int("maxsize", result.pop("maxsize"), 1)
+    result.setdefault("max_size", _V05_DEFAULT_MAXSIZE)
+    if "pre_create_num" in result:
+        pre_create = _legacy_int("pre_create_num", result.pop("pre_create_num"), 0)
+        limit = result["max_size"]
+        result["min_size"] = min(pre_create, limit) if isinstance(limit, int) else pre_create
+    result.setdefault("min_size", 0)
+    if "con_lifetime" in result:
+        lifetime = result.pop("con_lifetime")
+        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool):
+            raise ValueError(f"'con_lifetime' must be a number of seconds, not {lifetime!r}")
+        result["max_lifetime"] = float(lifetime) if lifetime > 0 else None
+    result.setdefault("autocommit", True)
+    return result
+
+
+def fields_set(kwargs: Collection[str]) -> frozenset[str]:
+    """The PoolConfig fields that ``PoolConfig.from_kwargs(**kwargs)`` sets (from the names
+    alone, old pymysql-pool keywords included).
 
     Raises TypeError naming an unknown option, or two options that set the same field.
     """
-    if "size" in kwargs and kwargs.keys() & {"min_size", "max_size"}:
-        raise TypeError("give 'size' or 'min_size'/'max_size', not both")
+    keys = set(kwargs)
+    if _check_legacy_conflicts(keys):
+        keys = (keys - V05_KEYWORDS - {"size"}) | {"min_size", "max_size", "autocommit"}
+        if "con_lifetime" in kwargs:
+            keys.add("max_lifetime")
+    elif "size" in keys:
+        keys = (keys - {"size"}) | {"min_size", "max_size"}
     for alias, name in _DEPRECATED_ALIASES.items():
-        if alias in kwargs and name in kwargs:
+        if alias in keys and name in keys:
             raise TypeError(f"give {name!r} or its old name {alias!r}, not both")
     result = set()
-    for key in kwargs:
+    for key in keys:
         key = _DEPRECATED_ALIASES.get(key, key)
-        if key == "size":
-            result |= {"min_size", "max_size"}
-        elif key in _FIELDS:
+        if key in _FIELDS:
             result.add(key)
         elif key in PYMYSQL_ARGUMENTS:
             result.add("connect_args")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import select
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
 current_thread = threading.current_thread
+logger = logging.getLogger("pymysqlpool_registry")
 
 
 class Connection(_Base):  # type: ignore[misc]
@@ -38,6 +40,7 @@ class Connection(_Base):  # type: ignore[misc]
     # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
     _pool: ConnectionPool | None = None
     _lent = False
+    _blocks = 0  # how many ``with conn:`` blocks of this loan are open (nested ones count)
     _borrower: threading.Thread | None = None
     _expires_at = float("inf")  # monotonic time after which the pool closes it
     _taken_at: Any = None  # where it was lent (a StackSummary), when leak detection is on
@@ -76,17 +79,29 @@ class Connection(_Base):  # type: ignore[misc]
         else:
             pool._give_back(self, None)
 
+    @property
+    def open(self) -> bool:
+        """True if the socket is open and, for a pooled connection, lent to the caller:
+        a handle that was given back reads False, as a closed PyMySQL connection does."""
+        if not self.socket_open:
+            return False
+        return self._pool is None or (
+            self._lent and (not self._check_owner or self._borrower is current_thread())
+        )
+
     def __enter__(self) -> Self:
         """Enter ``with conn:``; a connection already given back is taken out again for the block.
 
         That is pymysql-pool's context-manager "multiplexing": ``conn.close()`` and later
         ``with conn:`` work as long as no other borrower holds the connection meanwhile.
+        The loan ends where the outermost block ends.
         """
         if self._pool is not None:
             if self._lent:
                 self._check_borrower()
             else:
                 self._pool._take_back(self)
+            self._blocks += 1
         return self
 
     def __exit__(
@@ -95,11 +110,39 @@ class Connection(_Base):  # type: ignore[misc]
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Give the connection back at the end of the outermost block.
+
+        When the block raised, its exception is what propagates: a failure to give the
+        connection back is logged and noted on it, never raised in its place.
+        """
         pool = self._pool
         if pool is None:
             super().__exit__(exc_type, exc, tb)
-        else:
+            return
+        blocks = self._blocks
+        if (
+            blocks > 1
+            and self._lent
+            and (not self._check_owner or self._borrower is current_thread())
+        ):
+            self._blocks = blocks - 1  # an inner block of this loan
+            return
+        if exc is None:
+            pool._give_back(self, None)
+            return
+        try:
             pool._give_back(self, exc)
+        except Exception as failure:  # noqa: BLE001 - the block's own exception must win
+            logger.warning(
+                "Could not give the connection back to pool(%s) after %s: %s",
+                pool.name,
+                type(exc).__name__,
+                failure,
+            )
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(
+                    f"(giving the connection back to pool({pool.name}) failed too: {failure})"
+                )
 
     # --- guarding and tracking every command ---
 
@@ -143,6 +186,11 @@ class Connection(_Base):  # type: ignore[misc]
         self._dirty = False
 
     # --- helpers the pool and its default plugins use ---
+
+    @property
+    def socket_open(self) -> bool:
+        """True while the socket is open, whoever holds the connection (PyMySQL's ``open``)."""
+        return self._sock is not None
 
     @property
     def in_transaction(self) -> bool:
@@ -253,7 +301,7 @@ class Connection(_Base):  # type: ignore[misc]
     def discard(self) -> None:
         """Close the socket for good (politely if it is still open)."""
         self._lent = False
-        if self.open:
+        if self.socket_open:
             try:
                 super().close()
             except Exception:  # noqa: BLE001 - the socket is going away either way
@@ -297,24 +345,27 @@ class Connection(_Base):  # type: ignore[misc]
         return_one: bool = False,
         exec_many: bool = False,
     ) -> Any:
-        """Run one query and return its rows (one row with *return_one*), as pymysql-pool did.
+        """Run one query, commit, and return its rows (one row with *return_one*), as
+        pymysql-pool did.
 
-        Like pymysql-pool, this is a whole loan: on success the work is committed, and a
-        pooled connection then goes back to its pool (use a cursor to run several queries).
+        Inside a ``with conn:`` block the connection stays with the caller. Anywhere else the
+        call is a ``with conn:`` block of its own: a lent connection goes back afterwards
+        (pymysql-pool 0.3's whole loan), one already given back is taken out for the call.
         """
-        try:
-            with self.cursor(pymysql.cursors.DictCursor if dictcursor else None) as cur:
-                if exec_many:
-                    cur.executemany(query, args)
-                else:
-                    cur.execute(query, args)
-                rows = cur.fetchone() if return_one else cur.fetchall()
-            if self.in_transaction:
-                self.commit()
-        except BaseException as exc:
-            if self._pool is not None:
-                self._pool._give_back(self, exc)
-            raise
-        if self._pool is not None:
-            self._pool._give_back(self, None)
+        if self._pool is None or self._blocks:
+            return self._query(query, args, dictcursor, return_one, exec_many)
+        with self:
+            return self._query(query, args, dictcursor, return_one, exec_many)
+
+    def _query(
+        self, query: str, args: Any, dictcursor: bool, return_one: bool, exec_many: bool
+    ) -> Any:
+        with self.cursor(pymysql.cursors.DictCursor if dictcursor else None) as cur:
+            if exec_many:
+                cur.executemany(query, args)
+            else:
+                cur.execute(query, args)
+            rows = cur.fetchone() if return_one else cur.fetchall()
+        if self.in_transaction:
+            self.commit()
         return rows

@@ -53,6 +53,10 @@ class ConnectionReturnedError(_Message, pymysql.err.InterfaceError):
     __module__ = "pymysqlpool_registry"
 
 
+#: pymysql-pool 0.4/0.5's name for it.
+ReturnConnectionToPoolError = ConnectionReturnedError
+
+
 class UnknownPoolError(LookupError):
     """The registry has no pool of that name."""
 

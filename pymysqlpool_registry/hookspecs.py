@@ -102,7 +102,8 @@ def pymysqlpool_pre_ping(
 ) -> bool | None:
     """Tell whether *connection*, idle for *idle* seconds, is fit to lend, within *timeout* s.
 
-    *timeout* is ``ping_timeout`` or less when the borrower's deadline is nearer.
+    *timeout* is ``ping_timeout`` or less when the borrower's deadline is nearer; *idle* is
+    ``inf`` when the borrower asked for a ping (``get_connection(pre_ping=True)``).
 
     Return ``True`` to lend it, ``False`` to discard it (the pool then takes or opens another),
     ``None`` to let the next plugin decide. The default checks the socket without a round trip

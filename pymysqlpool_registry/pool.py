@@ -42,6 +42,7 @@ _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.002, 0.025
 _REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
+_ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 #: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
 #: pool goes back to the preferred endpoints once they recover.
 _FALLBACK_LIFETIME = 30.0
@@ -129,6 +130,8 @@ class ConnectionPool:
         self._refill_delay = 0.0
         self._refill_failing_since: float | None = None
         self._reconnect_reported = False
+        self._rollback_warned_until = 0.0
+        self._rollbacks_unreported = 0
         self._fill()
         self._maintenance = Maintenance(self)
         _POOLS.add(self)
@@ -168,16 +171,22 @@ class ConnectionPool:
             }
 
     def get_connection(
-        self, timeout: float | None = None, retry_num: int | None = None
+        self,
+        timeout: float | None = None,
+        retry_num: int | None = None,
+        retry_interval: float | None = None,
+        pre_ping: bool = False,
     ) -> Connection:
         """Lend a connection, waiting up to *timeout* seconds per try, *retry_num* more tries.
 
         Defaults come from the config; ``timeout=0`` does not wait for a connection to come
-        back (opening a new one below ``max_size`` is still allowed). Raises
+        back (opening a new one below ``max_size`` is still allowed). *retry_interval*
+        (pymysql-pool 0.5) stands in for *timeout* when that is not given; *pre_ping* pings
+        an idle connection before lending it whatever its idle time. Raises
         :class:`GetConnectionFromPoolError` when none could be had in time.
         """
         if timeout is None:
-            timeout = self.config.timeout
+            timeout = self.config.timeout if retry_interval is None else retry_interval
         if retry_num is None:
             retry_num = self.config.retry_num
         started = monotonic()
@@ -188,7 +197,7 @@ class ConnectionPool:
             conn, fresh = self._checkout(started, timeout, retry_num, first)
             first = False
             now = monotonic()
-            unfit = None if fresh else self._unfit(conn, now, deadline)
+            unfit = None if fresh else self._unfit(conn, now, deadline, pre_ping)
             if unfit is None:
                 break
             self._discard(conn, unfit)
@@ -196,6 +205,16 @@ class ConnectionPool:
                 raise self._timeout_error(timeout, retry_num, started)
         self._lend(conn, now, started)
         return conn
+
+    @property
+    def available_num(self) -> int:
+        """Idle connections ready to lend (pymysql-pool 0.5's name for :meth:`size`)."""
+        return len(self._idle)
+
+    @property
+    def total_num(self) -> int:
+        """Connections open or being opened, lent and idle together (pymysql-pool 0.5)."""
+        return self._total
 
     def _lend(self, conn: Connection, now: float, started: float) -> None:
         conn._lent_at = now
@@ -592,11 +611,14 @@ class ConnectionPool:
         self._idle.extend(opened)
         self._total = len(opened)
 
-    def _unfit(self, conn: Connection, now: float, deadline: float) -> str | None:
+    def _unfit(
+        self, conn: Connection, now: float, deadline: float, ping: bool = False
+    ) -> str | None:
         """Why an idle connection must not be lent (``"expired"``, ``"dead"``), or None.
 
         A pre-ping may take ``ping_timeout``, less if the deadline is nearer (but 0.1 s at
         least, so a connection handed over at the last moment is not failed for want of time).
+        *ping* asks the pre_ping hooks for a ping whatever the idle time (``idle`` is inf).
         """
         if now >= conn._expires_at:
             return "expired"
@@ -607,8 +629,9 @@ class ConnectionPool:
         if pre_ping is None:
             return None
         limit = min(self.config.ping_timeout, max(deadline - now, 0.1))
+        idle = float("inf") if ping else now - conn._idle_since
         try:
-            fit = pre_ping(pool=self, connection=conn, idle=now - conn._idle_since, timeout=limit)
+            fit = pre_ping(pool=self, connection=conn, idle=idle, timeout=limit)
         except BaseException:
             self._discard(conn, "dead")
             raise
@@ -669,9 +692,12 @@ class ConnectionPool:
     def _give_back(self, conn: Connection, error: BaseException | None) -> None:
         """Take *conn* back: classify *error*, reset the session, then re-lend or discard."""
         conn._check_borrower()
+        conn._blocks = 0
         now = monotonic()
         usage = now - conn._lent_at
         open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
+        if open_transaction and error is None:
+            self._warn_rolled_back(now)
         conn._shared_cursor = None  # dropped, not closed: closing a streamed cursor drains it
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
@@ -682,7 +708,7 @@ class ConnectionPool:
                 self._endpoint_failed(conn._endpoint, error or RuntimeError("eject"), health=True)
         elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
             reason = "error"
-        elif not conn.open:
+        elif not conn.socket_open:
             reason = "broken"
         elif conn.has_unread_result:
             reason = "unread-result"  # reading the rest could take long; a new connection won't
@@ -712,6 +738,21 @@ class ConnectionPool:
                 self._discard(conn, reason)
             else:
                 self._put(conn, now, reset)
+
+    def _warn_rolled_back(self, now: float) -> None:
+        """Log that a loan ended with uncommitted writes, at most once per
+        ``_ROLLBACK_WARNING_INTERVAL`` seconds (with how many more since)."""
+        if now < self._rollback_warned_until:
+            self._rollbacks_unreported += 1
+            return
+        more, self._rollbacks_unreported = self._rollbacks_unreported, 0
+        self._rollback_warned_until = now + _ROLLBACK_WARNING_INTERVAL
+        logger.warning(
+            "Connection given back to pool(%s) with a transaction open: its uncommitted work "
+            "was rolled back (commit() before giving it back)%s",
+            self.name,
+            f"; {more} more since the last such warning" if more else "",
+        )
 
     def _classify(self, conn: Connection, error: BaseException) -> Verdict:
         """The classify_error hooks' verdict; DISCARD when none answers or one fails."""

@@ -167,7 +167,7 @@ def test_hook_pymysqlpool_create_connection_none_falls_through(make_pool: MakePo
     pool = make_pool(plugin, min_size=1)
     with pool.connection() as conn:
         assert type(conn) is Connection
-        assert conn.open
+        assert conn.socket_open
     assert plugin.reasons == ["fill"]
 
 
@@ -215,7 +215,7 @@ class Classifier:
 def test_default_classify_error_resets_after_a_server_error(make_pool: MakePool) -> None:
     pool = make_pool(min_size=1, max_size=1)
     conn, _ = run_bad_sql(pool)
-    assert conn.open
+    assert conn.socket_open
     with pool.connection() as again:
         assert again is conn
     assert pool.stats()["created"] == 1
@@ -227,7 +227,7 @@ def test_hook_pymysqlpool_classify_error_plugin_overrides_default(make_pool: Mak
     pool = make_pool(classifier, events, min_size=1, max_size=1)
     conn, error = run_bad_sql(pool)
     assert classifier.calls == [(pool, conn, error)]
-    assert not conn.open
+    assert not conn.socket_open
     assert [e["reason"] for e in events.of("discard")] == ["error"]
     assert pool.stats()["created"] == 1
     with pool.connection() as again:
@@ -241,13 +241,13 @@ def test_hook_pymysqlpool_classify_error_invalidate_pool(make_pool: MakePool) ->
     other = pool.get_connection()
     failed, _ = run_bad_sql(pool)
     assert pool.size() == 0
-    assert not failed.open
+    assert not failed.socket_open
     idle = [e["connection"] for e in events.of("discard") if e["reason"] == "invalidated"]
     assert len(idle) == 1
-    assert not idle[0].open
-    assert other.open  # a lent connection is closed when it comes back
+    assert not idle[0].socket_open
+    assert other.socket_open  # a lent connection is closed when it comes back
     other.close()
-    assert not other.open
+    assert not other.socket_open
     assert pool.stats()["idle"] == 0
     with pool.connection() as fresh:
         assert fresh not in (failed, other, idle[0])
@@ -261,7 +261,7 @@ def test_hook_pymysqlpool_classify_error_none_falls_through_to_default(
     pool = make_pool(classifier, min_size=1, max_size=1)
     conn, error = run_bad_sql(pool)
     assert classifier.calls == [(pool, conn, error)]
-    assert conn.open  # the default said RESET
+    assert conn.socket_open  # the default said RESET
     with pool.connection() as again:
         assert again is conn
     assert pool.stats()["created"] == 1
@@ -293,8 +293,8 @@ def test_hook_pymysqlpool_pre_ping_false_discards_and_lends_another(make_pool: M
     with pool.connection() as conn:
         assert plugin.rejected is not None
         assert conn is not plugin.rejected
-        assert conn.open
-        assert not plugin.rejected.open
+        assert conn.socket_open
+        assert not plugin.rejected.socket_open
     assert [call[1] for call in plugin.calls] == [plugin.rejected, conn]
     assert all(call[0] is pool and call[2] >= 0 for call in plugin.calls)
     assert [(e["connection"], e["reason"]) for e in events.of("discard")] == [
@@ -349,7 +349,7 @@ def test_hook_pymysqlpool_on_discard_reasons(make_pool: MakePool) -> None:
     discards = events.of("discard")
     assert [e["reason"] for e in discards] == ["invalidated", "invalidated", "pool-closed"]
     assert discards[-1]["connection"] is conn
-    assert all(e["pool"] is pool and not e["connection"].open for e in discards)
+    assert all(e["pool"] is pool and not e["connection"].socket_open for e in discards)
 
 
 def test_hook_pymysqlpool_on_timeout_waited(make_pool: MakePool) -> None:

@@ -170,7 +170,7 @@ def test_idle_connection_past_max_lifetime_is_closed_by_maintenance(make_pool: M
     [discard] = events.of("discard")
     assert (discard["connection"], discard["reason"]) == (conn, "expired")
     assert discard["thread"].startswith(MAINTENANCE)
-    assert not conn.open
+    assert not conn.socket_open
     stats = pool.stats()
     assert (stats["idle"], stats["total"], stats["discarded"]) == (0, 0, 1)
     with pool.connection() as again:
@@ -188,7 +188,7 @@ def test_connection_lent_past_max_lifetime_is_closed_when_returned(make_pool: Ma
     conn.close()
 
     assert events.discards() == [(conn, "expired")]
-    assert not conn.open
+    assert not conn.socket_open
     stats = pool.stats()
     assert (stats["idle"], stats["in_use"], stats["total"]) == (0, 0, 0)
     with pool.connection() as again:
@@ -205,7 +205,7 @@ def test_idle_connection_past_max_lifetime_is_not_lent(make_pool: MakePool) -> N
         assert again is not conn
         assert connection_id(again) != first_id
     assert events.discards()[0] == (conn, "expired")
-    assert not conn.open
+    assert not conn.socket_open
 
 
 def test_lifetimes_are_jittered_within_ten_percent(make_pool: MakePool) -> None:
@@ -242,7 +242,7 @@ def test_idle_connections_above_min_size_close_after_max_idle(make_pool: MakePoo
     assert [e["reason"] for e in discards] == ["idle"] * 3
     assert all(e["thread"].startswith(MAINTENANCE) for e in discards)
     closed = [e["connection"] for e in discards]
-    assert not any(conn.open for conn in closed)
+    assert not any(conn.socket_open for conn in closed)
     with pool.connection() as kept:
         assert kept in conns
         assert kept not in closed
@@ -502,7 +502,7 @@ def test_hook_pymysqlpool_on_leak_abandoned_connection_is_reclaimed(make_pool: M
     assert leak["abandoned"] is True
     assert leak["held"] >= 0
     assert events.discards() == [(leaked, "abandoned")]
-    assert not leaked.open
+    assert not leaked.socket_open
     stats = pool.stats()
     assert (stats["total"], stats["leaks"], stats["discarded"]) == (0, 1, 1)
     with pool.get_connection(timeout=0) as conn:  # the only slot is free again
@@ -610,7 +610,7 @@ def test_close_timeout_false_while_a_connection_is_lent(make_pool: MakePool) -> 
         pool.get_connection()
     conn.close()
     assert events.discards() == [(conn, "pool-closed")]
-    assert not conn.open
+    assert not conn.socket_open
     assert pool.close(timeout=0.2) is True
 
 
@@ -631,7 +631,7 @@ def test_close_timeout_waits_for_a_connection_returned_meanwhile(make_pool: Make
     assert pool.close(timeout=2) is True
     assert returning.is_set()  # close() waited for the return
     conn = borrower.finish()
-    assert not conn.open
+    assert not conn.socket_open
     assert pool.stats()["in_use"] == 0
 
 
@@ -646,7 +646,7 @@ def test_close_wakes_waiting_borrowers_with_pool_closed_error(make_pool: MakePoo
             waiter.finish()  # within WAIT_LIMIT: woken, not timed out after 60 s
     assert pool.stats()["waiting"] == 0
     holder.close()
-    assert not holder.open
+    assert not holder.socket_open
 
 
 # --- resize ---
@@ -688,13 +688,13 @@ def test_resize_shrink_closes_idle_surplus_now_and_lent_on_return(make_pool: Mak
     assert sorted(events.discards(), key=lambda d: id(d[0])) == sorted(
         ((conn, "resized") for conn in idle), key=lambda d: id(d[0])
     )
-    assert not any(conn.open for conn in idle)
+    assert not any(conn.socket_open for conn in idle)
     stats = pool.stats()
     assert (stats["max_size"], stats["total"], stats["idle"], stats["in_use"]) == (1, 2, 0, 2)
 
     lent[0].close()
     assert events.discards()[-1] == (lent[0], "resized")
-    assert not lent[0].open
+    assert not lent[0].socket_open
     lent[1].close()
     assert len(events.discards()) == 3  # the last one fits in the new size: kept
     stats = pool.stats()

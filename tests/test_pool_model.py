@@ -94,7 +94,7 @@ class FakeConnection(Connection):
         return f"<FakeConnection #{self.serial}>"
 
     @property
-    def open(self) -> bool:
+    def socket_open(self) -> bool:
         return self.fake_open
 
     def _lose(self, errno: int = 2013) -> pymysql.err.OperationalError:
@@ -278,7 +278,7 @@ def expected_verdict(conn: FakeConnection, error: BaseException | None) -> str:
     """The default classify_error plugin's documented policy."""
     if error is None:
         return "reuse"
-    if not conn.open or isinstance(error, pymysql.err.InterfaceError):
+    if not conn.socket_open or isinstance(error, pymysql.err.InterfaceError):
         return "discard"
     if not isinstance(error, Exception):
         return "discard"
@@ -327,7 +327,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     def _server_closed(self, conn: FakeConnection) -> bool:
         """What server_closed() finds: EOF, or a pipelined reply that has arrived and fails."""
-        if not conn.open or conn.eof:
+        if not conn.socket_open or conn.eof:
             return True
         return conn.dead and conn._pending_reply and not self.net.slow_replies
 
@@ -346,7 +346,7 @@ class PoolMachine(RuleBasedStateMachine):
         reset = False
         if verdict == "discard":
             reason = "error"
-        elif not conn.open:
+        elif not conn.socket_open:
             reason = "broken"
         elif self.generation_of[conn] != self.generation:
             reason = "invalidated"
@@ -463,7 +463,7 @@ class PoolMachine(RuleBasedStateMachine):
         self._statement(pick(self.lent, index), effect)
 
     def _statement(self, conn: FakeConnection, effect: str) -> None:
-        was_open, dead = conn.open, conn.dead
+        was_open, dead = conn.socket_open, conn.dead
         try:
             conn.statement(effect)
         except pymysql.err.InterfaceError as exc:
@@ -472,7 +472,7 @@ class PoolMachine(RuleBasedStateMachine):
         except pymysql.err.OperationalError:
             assert was_open
             assert dead
-            assert not conn.open
+            assert not conn.socket_open
         else:
             assert was_open
             assert not dead
@@ -688,7 +688,7 @@ class PoolMachine(RuleBasedStateMachine):
                 assert conn.discards == 0
             elif conn in self.idle:
                 assert not conn._lent
-                assert conn.open, "a closed connection is idle"
+                assert conn.socket_open, "a closed connection is idle"
                 assert conn.discards == 0
                 # The session is clean, or a ROLLBACK is on its way with nothing sent since.
                 assert conn._pending_reply or not conn.in_transaction
@@ -696,7 +696,7 @@ class PoolMachine(RuleBasedStateMachine):
                 assert bool(conn.server_status & AUTOCOMMIT) is self.autocommit
             else:
                 assert not conn._lent
-                assert not conn.open
+                assert not conn.socket_open
                 assert conn.discards == 1, f"{conn!r} left the pool closed {conn.discards} times"
 
 

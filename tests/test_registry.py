@@ -95,7 +95,7 @@ def test_replace_closes_the_built_pool(reg: Registry, connect_kwargs: dict[str, 
     assert new.config == new_config
     assert new.config.max_size == 3
     kept.close()  # a connection lent by the replaced pool is closed when it comes back
-    assert not kept.open
+    assert not kept.socket_open
     with new.connection() as conn:
         assert conn.open
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import pymysql
@@ -21,12 +22,13 @@ def pymysqlpool_pre_ping(
 
     An idle socket with data waiting has been closed (or broken) by the server: a restart,
     ``KILL`` or ``wait_timeout``. That check costs no round trip; a connection idle longer
-    than ``ping_interval`` also gets a COM_PING bounded by *timeout*.
+    than ``ping_interval`` also gets a COM_PING bounded by *timeout*, and so does every
+    connection when the borrower asked for a ping (*idle* is inf).
     """
     if connection.server_closed():
         return False
     interval = pool.config.ping_interval
-    if interval is None or idle < interval:
+    if idle < (math.inf if interval is None else interval):
         return True
     try:
         connection.ping_within(timeout)

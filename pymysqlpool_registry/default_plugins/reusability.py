@@ -41,7 +41,7 @@ def pymysqlpool_classify_error(
     (KeyboardInterrupt, ...) may have cut a reply in half, so that connection is discarded.
     Read-only (1290, 1836) in a writer pool and 1047 in a Galera pool eject the endpoint.
     """
-    if not connection.open or isinstance(error, pymysql.err.InterfaceError):
+    if not connection.socket_open or isinstance(error, pymysql.err.InterfaceError):
         return Verdict.DISCARD
     if not isinstance(error, Exception):
         return Verdict.DISCARD

@@ -137,7 +137,7 @@ def test_gauges_follow_a_replaced_pool(
             "total": 3,
             "max_size": 4,
         }
-    assert not lent.open  # it came back to the closed old pool, which closed it
+    assert not lent.socket_open  # it came back to the closed old pool, which closed it
 
 
 def test_entry_point_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
