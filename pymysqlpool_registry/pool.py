@@ -660,7 +660,8 @@ class ConnectionPool:
             message += f" within {timeout:g}*{retry_num + 1} second(s)"
         if cause is not None:
             message += f": {cause}"
-        return GetConnectionFromPoolError(0, message)
+        # the connect error's number, so that code checking e.args[0] (2003...) still works
+        return GetConnectionFromPoolError(error_number(cause) or 0 if cause else 0, message)
 
     def _take_back(self, conn: Connection) -> None:
         """Lend *conn* again if it is idle here; the context manager of a returned connection."""

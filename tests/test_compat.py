@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -315,3 +317,39 @@ def test_open_is_false_for_a_handle_given_back(connect_kwargs: dict[str, Any]) -
     other.close()
     pool.close()
     assert conn.open is False
+
+
+def test_the_warning_counts_the_returns_it_stood_for(
+    connect_kwargs: dict[str, Any],
+    table: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pymysqlpool_registry.pool._ROLLBACK_WARNING_INTERVAL", 0.3)
+    pool = pymysqlpool.ConnectionPool(size=1, name="wc", **connect_kwargs)
+    caplog.set_level(logging.WARNING, logger="pymysqlpool_registry")
+
+    def write_and_return(value: int) -> None:
+        with pool.get_connection() as conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} VALUES (%s)", (value,))
+
+    for i in range(5):
+        write_and_return(i)
+    time.sleep(0.35)
+    write_and_return(99)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[1].endswith("; 4 more since the last such warning")
+    pool.close()
+
+
+def test_a_refused_connect_keeps_its_error_number() -> None:
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    pool = pymysqlpool.ConnectionPool(host="127.0.0.1", port=port, user="nobody", timeout=0.3)
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        pool.get_connection()
+    assert isinstance(raised.value, pymysqlpool.GetConnectionFromPoolError)
+    assert raised.value.args[0] == 2003
+    pool.close()
