@@ -21,13 +21,14 @@ from .errors import (
     ReturnConnectionToPoolError,
     UnknownPoolError,
 )
-from .hookspecs import Verdict, hookimpl
+from .hookspecs import ConnectVerdict, Verdict, hookimpl
 from .packs import PolicyPack
 from .pool import ConnectionPool
 from .registry import Registry
 
 __all__ = [
     "ConfigFileError",
+    "ConnectVerdict",
     "Connection",
     "ConnectionPool",
     "ConnectionReturnedError",

@@ -60,6 +60,7 @@ class PolicyManager:
     select_endpoint: Hook | None
     check_endpoint: Hook | None
     classify_error: Hook | None
+    classify_connect_error: Hook | None
     pre_ping: Hook | None
     on_checkout: Hook | None
     on_checkin: Hook | None

@@ -13,6 +13,7 @@ import attrs
 import pymysql
 from attrs import validators as v
 
+from ._checks import MIN_PERIOD, check_host, check_wait, integer, seconds
 from .endpoints import Endpoint, parse_all
 
 # PyMySQL's own keyword arguments, read from its signature so a new PyMySQL release needs no edit here.
@@ -23,11 +24,10 @@ PYMYSQL_ARGUMENTS = frozenset(
 )
 _DEPRECATED_ALIASES = {"db": "database", "passwd": "password"}
 _POOL_OWNED = frozenset({"defer_connect"})  # the pool decides when to connect
-_NUMBER = v.instance_of((int, float))
-_POSITIVE: Any = [_NUMBER, v.gt(0)]
-_NON_NEGATIVE: Any = [_NUMBER, v.ge(0)]
-_POSITIVE_OR_NONE: Any = v.optional(_POSITIVE)
-_NON_NEGATIVE_OR_NONE: Any = v.optional(_NON_NEGATIVE)
+_TIMEOUT = seconds(0, above=True)
+_TIMEOUT_OR_NONE = seconds(0, above=True, optional=True)
+_PERIOD = seconds(MIN_PERIOD)
+_PERIOD_OR_NONE = seconds(MIN_PERIOD, optional=True)
 
 
 def _read_only(mapping: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -56,6 +56,13 @@ def _check_connect_args(instance: PoolConfig, attribute: attrs.Attribute[Any], v
             raise ValueError(f"connect_args: {key!r} is not a pymysql.connect() argument it takes")
 
 
+def _check_charset(instance: PoolConfig, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"'charset' must be str, not {type(value).__name__}")
+    if pymysql.charset.charset_by_name(value) is None:
+        raise ValueError(f"'charset' {value[:40]!r} is not a character set PyMySQL knows")
+
+
 def _is_local(host: str) -> bool:
     if host == "localhost":
         return True
@@ -74,19 +81,21 @@ class PoolConfig:
     """
 
     # --- how to connect: passed to pymysql.connect() ---
-    host: str = attrs.field(default="localhost", validator=[v.instance_of(str), v.min_len(1)])
-    port: int = attrs.field(default=3306, validator=[v.instance_of(int), v.ge(1), v.le(65535)])
+    host: str = attrs.field(
+        default="localhost", validator=lambda _, a, value: check_host(a.name, value)
+    )
+    port: int = attrs.field(default=3306, validator=integer(1, 65535))
     user: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     password: str | bytes = attrs.field(default="", repr=_redact, validator=_check_secret)
     database: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     unix_socket: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
-    charset: str = attrs.field(default="utf8mb4", validator=[v.instance_of(str), v.min_len(1)])
+    charset: str = attrs.field(default="utf8mb4", validator=_check_charset)
     autocommit: bool = attrs.field(default=False, validator=v.instance_of(bool))
     init_command: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
     #: Seconds to open the socket *and* finish the handshake (a server that never greets is bounded).
-    connect_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
-    read_timeout: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
-    write_timeout: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    connect_timeout: float = attrs.field(default=10.0, validator=_TIMEOUT)
+    read_timeout: float | None = attrs.field(default=None, validator=_TIMEOUT_OR_NONE)
+    write_timeout: float | None = attrs.field(default=None, validator=_TIMEOUT_OR_NONE)
     ssl: Mapping[str, Any] | None = attrs.field(
         default=None, repr=_redact, converter=_read_only, hash=False
     )
@@ -121,32 +130,35 @@ class PoolConfig:
         default=None, validator=v.optional(v.in_(("galera",)))
     )
     #: A reader pool skips a replica more than this many seconds behind (None: no check).
-    max_replica_lag: float | None = attrs.field(default=None, validator=_NON_NEGATIVE_OR_NONE)
+    max_replica_lag: float | None = attrs.field(default=None, validator=seconds(0, optional=True))
     #: Connect failures in a row after which an endpoint is skipped (ejected) for a while.
-    eject_after: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
+    eject_after: int = attrs.field(default=1, validator=integer(1))
     #: Seconds of the first ejection; each further one doubles it, up to 30 s.
-    eject_backoff: float = attrs.field(default=1.0, validator=_POSITIVE)
+    eject_backoff: float = attrs.field(default=1.0, validator=seconds(0.01))
     #: Seconds between re-checks of each endpoint (the check_endpoint hooks on one of its
     #: idle connections) in pools with several endpoints, a role or a cluster; a refusal
     #: ejects it. None: only new connections are checked.
-    endpoint_check_interval: float | None = attrs.field(default=5.0, validator=_POSITIVE_OR_NONE)
+    endpoint_check_interval: float | None = attrs.field(default=5.0, validator=_PERIOD_OR_NONE)
+    #: Seconds a connect to one endpoint may take while another is left to try, so that a
+    #: hung server (one that accepts but never answers) costs this, not connect_timeout.
+    failover_timeout: float = attrs.field(default=1.0, validator=_TIMEOUT)
 
     # --- how to lend ---
     #: Connections opened when the pool is created and kept open.
-    min_size: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    min_size: int = attrs.field(default=0, validator=integer(0))
     #: Most connections open at once, lent and idle together.
-    max_size: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(1)])
+    max_size: int = attrs.field(default=10, validator=integer(1))
     #: Seconds :meth:`ConnectionPool.get_connection` waits per try (0: don't wait).
-    timeout: float = attrs.field(default=30.0, validator=_NON_NEGATIVE)
+    timeout: float = attrs.field(default=30.0, validator=seconds(0))
     #: Further tries after the first one times out.
-    retry_num: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    retry_num: int = attrs.field(default=0, validator=integer(0))
     #: Lend the most recently returned connection first (keeps few connections hot).
     lifo: bool = attrs.field(default=True, validator=v.instance_of(bool))
     #: Ping a connection before lending it if it sat idle longer than this (0: always, None: never).
-    ping_interval: float | None = attrs.field(default=1.0, validator=_NON_NEGATIVE_OR_NONE)
+    ping_interval: float | None = attrs.field(default=1.0, validator=seconds(0, optional=True))
     #: Seconds the pool's own round trips may take (pre-ping, keepalive, a reset on return)
     #: before the connection counts as dead.
-    ping_timeout: float = attrs.field(default=3.0, validator=_POSITIVE)
+    ping_timeout: float = attrs.field(default=3.0, validator=_TIMEOUT)
     #: On return: ``"rollback"`` ends an open transaction; ``"session"`` also clears session
     #: state (user variables, locks, temporary tables) with COM_RESET_CONNECTION when any
     #: statement ran.
@@ -160,15 +172,15 @@ class PoolConfig:
     # --- how long connections live (run by the pool's maintenance thread) ---
     #: Close a connection this long after it was opened, less up to 10 % jitter so that
     #: connections opened together do not expire together (None: never).
-    max_lifetime: float | None = attrs.field(default=3600.0, validator=_POSITIVE_OR_NONE)
+    max_lifetime: float | None = attrs.field(default=3600.0, validator=_PERIOD_OR_NONE)
     #: Close a connection idle longer than this while more than min_size are open.
-    max_idle: float | None = attrs.field(default=600.0, validator=_POSITIVE_OR_NONE)
+    max_idle: float | None = attrs.field(default=600.0, validator=_PERIOD_OR_NONE)
     #: Ping idle connections this often, so no firewall or wait_timeout drops them (None: off).
-    keepalive_interval: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    keepalive_interval: float | None = attrs.field(default=None, validator=_PERIOD_OR_NONE)
     #: Report a connection lent longer than this, once, with where it was taken (None: off).
-    leak_threshold: float | None = attrs.field(default=None, validator=_POSITIVE_OR_NONE)
+    leak_threshold: float | None = attrs.field(default=None, validator=_PERIOD_OR_NONE)
     #: After refilling to min_size has failed this long, call pymysqlpool_on_reconnect_failed.
-    reconnect_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
+    reconnect_timeout: float = attrs.field(default=300.0, validator=_PERIOD)
 
     @endpoints.validator
     def _check_endpoints(
@@ -181,6 +193,10 @@ class PoolConfig:
     def _check_sizes(self, attribute: attrs.Attribute[int], value: int) -> None:
         if self.min_size > value:
             raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({value})")
+
+    @retry_num.validator
+    def _check_wait(self, attribute: attrs.Attribute[int], value: int) -> None:
+        check_wait(self.timeout, value)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> PoolConfig:

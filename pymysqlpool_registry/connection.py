@@ -44,7 +44,7 @@ class Connection(_Base):  # type: ignore[misc]
     _borrower: threading.Thread | None = None
     _expires_at = float("inf")  # monotonic time after which the pool closes it
     _taken_at: Any = None  # where it was lent (a StackSummary), when leak detection is on
-    _leak_reported = False
+    _leak_reported = -1.0  # the _lent_at of the loan last reported as a leak
     _check_owner = True  # the pool's check_owner_thread
     _lent_at = 0.0
     _idle_since = 0.0
@@ -52,6 +52,7 @@ class Connection(_Base):  # type: ignore[misc]
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
     _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
     _used = False  # a statement ran since the pool last reset the session
+    _last_error: BaseException | None = None  # a server error raised during this loan
     _endpoint: EndpointState | None = None  # where the pool connected it
     _endpoint_epoch = 0  # its epoch then: a later one means the endpoint failed since
     _poller: Any = None
@@ -177,8 +178,19 @@ class Connection(_Base):  # type: ignore[misc]
             self.read_pending_reply()
         return result
 
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        try:
+            return int(super().query(sql, unbuffered))
+        except pymysql.err.DatabaseError as exc:  # the server's: kept for the pool
+            self._last_error = exc
+            raise
+
     def commit(self) -> None:
-        super().commit()
+        try:
+            super().commit()
+        except pymysql.err.DatabaseError as exc:
+            self._last_error = exc
+            raise
         self._dirty = False
 
     def rollback(self) -> None:
@@ -234,6 +246,18 @@ class Connection(_Base):  # type: ignore[misc]
         An idle socket with data or EOF waiting is dead, unless the data is the reply to a
         pipelined ROLLBACK, which is then read and the socket looked at again.
         """
+        if not self.readable():
+            return False
+        if not self._pending_reply:
+            return True
+        try:
+            self.read_pending_reply()
+        except Exception:  # noqa: BLE001 - a failed reply means a dead connection
+            return True
+        return self.readable()
+
+    def readable(self) -> bool:
+        """True if data or EOF waits on the socket, or it is closed (nothing is read)."""
         sock = self._sock
         if sock is None:
             return True
@@ -243,14 +267,6 @@ class Connection(_Base):  # type: ignore[misc]
                 return bool(select.select([sock], [], [], 0)[0])
             poller = self._poller = select.poll()
             poller.register(sock, select.POLLIN)
-        if not poller.poll(0):
-            return False
-        if not self._pending_reply:
-            return True
-        try:
-            self.read_pending_reply()
-        except Exception:  # noqa: BLE001 - a failed reply means a dead connection
-            return True
         return bool(poller.poll(0))
 
     @contextmanager
@@ -297,6 +313,20 @@ class Connection(_Base):  # type: ignore[misc]
         if config.init_command is not None:
             self.query(config.init_command)
         self._dirty = self._used = False
+
+    def _move(self) -> Connection:
+        """A new object holding this connection's state; this one is left a returned,
+        closed handle (what check_owner_thread=False lends each loan anew)."""
+        moved = object.__new__(type(self))
+        moved.__dict__ = self.__dict__
+        self.__dict__ = {
+            "_pool": moved._pool,
+            "_sock": None,
+            "_check_owner": False,
+            **{name: getattr(moved, name) for name in ("host", "port", "unix_socket")},
+        }
+        self.__class__ = _ReturnedHandle  # a class of its own: __getattr__ slows every lookup
+        return moved
 
     def discard(self) -> None:
         """Close the socket for good (politely if it is still open)."""
@@ -369,3 +399,12 @@ class Connection(_Base):  # type: ignore[misc]
         if self.in_transaction:
             self.commit()
         return rows
+
+
+class _ReturnedHandle(Connection):
+    """What a handle becomes when check_owner_thread=False moves its loan's state away (see
+    Connection._move): any use raises ConnectionReturnedError."""
+
+    def __getattr__(self, name: str) -> Any:
+        self._check_borrower()  # raises: the loan this handle held has ended
+        raise AttributeError(name)  # pragma: no cover - _check_borrower raised

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from ._checks import check_host, integer
+
 Role = Literal["any", "writer", "reader"]
 _EJECT_BACKOFF_MAX = 30.0
 
@@ -16,9 +18,9 @@ _EJECT_BACKOFF_MAX = 30.0
 class Endpoint:
     """One server: ``host:port``, a weight for round-robin and least-in-use, and a role."""
 
-    host: str = attrs.field(validator=v.and_(v.instance_of(str), v.min_len(1)))
-    port: int = attrs.field(default=3306, validator=[v.instance_of(int), v.ge(1), v.le(65535)])
-    weight: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
+    host: str = attrs.field(validator=lambda _, a, value: check_host("endpoint host", value))
+    port: int = attrs.field(default=3306, validator=integer(1, 65535))
+    weight: int = attrs.field(default=1, validator=integer(1))
     role: Role = attrs.field(default="any", validator=v.in_(("any", "writer", "reader")))
 
     def __str__(self) -> str:
@@ -33,14 +35,18 @@ class Endpoint:
             return cls(**value)
         if not isinstance(value, str):
             raise TypeError(f"an endpoint is 'host:port' or a table, not {type(value).__name__}")
+        if "@" in value:  # "user:password@host": never echo it
+            raise ValueError("an endpoint is 'host:port', without user or password")
         if value.startswith("["):  # [IPv6]:port
-            host, _, rest = value[1:].partition("]")
+            host, bracket, rest = value[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"endpoint {value!r}: expected '[IPv6]' or '[IPv6]:port'")
             port = rest.removeprefix(":")
         elif value.count(":") == 1:
             host, port = value.split(":")
         else:  # a host name, or an IPv6 address without a port
             host, port = value, ""
-        if port and not port.isdigit():
+        if port and not (port.isascii() and port.isdigit()):
             raise ValueError(f"endpoint {value!r}: the port must be a number")
         return cls(host=host, port=int(port) if port else 3306)
 
@@ -48,9 +54,15 @@ class Endpoint:
 def parse_all(values: Any) -> tuple[Endpoint, ...]:
     """The ``endpoints`` setting as a tuple of Endpoint."""
     if isinstance(values, str):  # "db1:3306,db2:3306", as from an environment variable
-        values = [value.strip() for value in values.split(",") if value.strip()]
+        values = [value.strip() for value in values.split(",")]
+        if not any(values):
+            raise ValueError("'endpoints' is empty: give 'host:port' entries, or leave it out")
     elif isinstance(values, (Mapping, Endpoint)):
         values = [values]
+    elif not isinstance(values, (list, tuple)):
+        raise TypeError(
+            f"'endpoints' must be a list or 'host:port,...', not {type(values).__name__}"
+        )
     return tuple(Endpoint.parse(value) for value in values)
 
 

@@ -41,6 +41,17 @@ class Verdict(enum.Enum):
     INVALIDATE_POOL = "invalidate_pool"
 
 
+class ConnectVerdict(enum.Enum):
+    """Whether a failed connect is worth another try."""
+
+    #: It may work later (refused, server full, lost during the handshake): the borrower waits
+    #: for a returned connection or its turn to try again, the pool spacing out attempts.
+    RETRY = "retry"
+    #: No retry can fix it (access denied, unknown database, a failing init_command, TLS
+    #: refused): the borrower fails at once, with this error as the cause.
+    FAIL = "fail"
+
+
 @hookspec(firstresult=True)
 def pymysqlpool_create_connection(
     pool: ConnectionPool, reason: str, timeout: float, endpoint: Endpoint
@@ -90,9 +101,25 @@ def pymysqlpool_classify_error(
 ) -> Verdict | None:
     """Decide what happens to *connection* after *error* was raised while it was lent.
 
+    *error* is the exception that ended the loan (``with conn:``), or else the last server
+    error a statement raised during the loan, even one the borrower caught (``close()``).
+
     Return a :class:`Verdict`, or ``None`` to let the next plugin decide. The default decides
     from the MySQL error number and whether the socket is still open.
     Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def pymysqlpool_classify_connect_error(
+    pool: ConnectionPool, error: BaseException
+) -> ConnectVerdict | None:
+    """Decide whether a connect that raised *error* is worth retrying.
+
+    Return a :class:`ConnectVerdict`, or ``None`` to let the next plugin decide (no answer at
+    all means RETRY). The default fails at once on errors no retry can fix: access denied,
+    unknown database, privileges, SQL errors of ``init_command``, TLS errors and errors raised
+    by PyMySQL before any packet. Stops at first non-None result.
     """
 
 

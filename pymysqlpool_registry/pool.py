@@ -16,12 +16,14 @@ from typing import Any
 import attrs
 from pymysql.constants import SERVER_STATUS
 
+from ._checks import check_wait
+from ._gate import ConnectGate
 from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
-from .default_plugins.reusability import error_number
 from .endpoints import Endpoint, EndpointState
+from .errnos import SERVER_FULL_ERRNOS, error_number
 from .errors import (
     ConnectionReturnedError,
     EndpointRefusedError,
@@ -30,18 +32,15 @@ from .errors import (
     PluginError,
     PoolClosedError,
 )
-from .hookspecs import Verdict
+from .hookspecs import ConnectVerdict, Verdict
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
 current_thread = threading.current_thread
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-#: Seconds between a borrower's connect attempts: doubling up to the cap, with full jitter,
-#: and cut short when another borrower's connect succeeds (the server is back).
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.002, 0.025
-_REFILL_BACKOFF_MAX = 5.0  # seconds between the maintenance thread's refill attempts
 _LIFETIME_JITTER = 0.1
+_MIN_ROUND = 0.01  # seconds: the shortest wait between two maintenance rounds
 _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 #: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
 #: pool goes back to the preferred endpoints once they recover.
@@ -52,26 +51,51 @@ _ROLE_PREFERENCE = {
     "writer": ("writer", "any", "reader"),
     "reader": ("reader", "any", "writer"),
 }
-#: Connect errors that retrying within a deadline won't fix: access denied (1044, 1045),
-#: unknown database (1049), authentication method unsupported (1251, 2059).
-_CONFIG_ERRNOS = frozenset({1044, 1045, 1049, 1251, 2059})
-#: Connect errors of a server that works but takes no more connections: too many connections
-#: (1040), the user's limit (1203), max_user_connections (1226).
-_SERVER_FULL_ERRNOS = frozenset({1040, 1203, 1226})
 
 
 class _Waiter:
-    """A borrower waiting in line: woken with a connection, a free slot, or an error."""
+    """A borrower waiting in line. Under the pool's lock the pool hands it a connection, a
+    slot to open one in, or an error, or only wakes it to look again (a connect may start)."""
 
-    __slots__ = ("conn", "error", "lock", "slot", "thread")
+    __slots__ = ("conn", "error", "failures", "lock", "slot", "thread", "woken")
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures  # the gate's failed attempts when it came: later ones answer it
         self.thread = current_thread()
         self.lock = threading.Lock()
         self.lock.acquire()
         self.conn: Connection | None = None
         self.slot = False
         self.error: BaseException | None = None
+        self.woken = False
+
+    @property
+    def handed(self) -> bool:
+        return self.conn is not None or self.slot or self.error is not None
+
+    def wake(self) -> None:
+        """Under the pool's lock: end the waiter's sleep (at most one wake is pending)."""
+        if not self.woken:
+            self.woken = True
+            self.lock.release()
+
+    def hand(
+        self, conn: Connection | None = None, slot: bool = False, error: BaseException | None = None
+    ) -> None:
+        """Under the pool's lock: give the waiter what it waits for, and wake it."""
+        self.conn, self.slot, self.error = conn, slot, error
+        self.wake()
+
+    def sleep(self, timeout: float) -> None:
+        """Sleep until woken or for *timeout* seconds (outside the pool's lock)."""
+        if timeout > 0:
+            self.lock.acquire(timeout=timeout)
+
+    def settle(self) -> None:
+        """Under the pool's lock, after a sleep: take back a wake that came in meanwhile."""
+        if self.woken:
+            self.lock.acquire(blocking=False)  # held again whether or not sleep took it
+            self.woken = False
 
 
 class ConnectionPool:
@@ -126,10 +150,7 @@ class ConnectionPool:
         )
         self._wait_time = 0.0
         self._all_back = threading.Event()  # set when the pool is closed and nothing is lent
-        self._connected = threading.Condition(self._lock)  # notified when a connect succeeds
-        self._refill_delay = 0.0
-        self._refill_failing_since: float | None = None
-        self._reconnect_reported = False
+        self._gate = ConnectGate()  # spaces out connect attempts while they fail
         self._rollback_warned_until = 0.0
         self._rollbacks_unreported = 0
         self._fill()
@@ -185,10 +206,10 @@ class ConnectionPool:
         an idle connection before lending it whatever its idle time. Raises
         :class:`GetConnectionFromPoolError` when none could be had in time.
         """
-        if timeout is None:
-            timeout = self.config.timeout if retry_interval is None else retry_interval
-        if retry_num is None:
-            retry_num = self.config.retry_num
+        if timeout is None and retry_num is None and retry_interval is None:
+            timeout, retry_num = self.config.timeout, self.config.retry_num
+        else:
+            timeout, retry_num = self._wait_arguments(timeout, retry_num, retry_interval)
         started = monotonic()
         budget = timeout * (retry_num + 1)
         deadline = started + (budget if budget > 0 else self.config.connect_timeout)
@@ -206,6 +227,22 @@ class ConnectionPool:
         self._lend(conn, now, started)
         return conn
 
+    def _wait_arguments(
+        self, timeout: float | None, retry_num: int | None, retry_interval: float | None
+    ) -> tuple[float, int]:
+        """The checked timeout and retry_num of a get_connection call, defaults filled in."""
+        name = "timeout"
+        if timeout is None:
+            timeout, name = (
+                (self.config.timeout, name)
+                if retry_interval is None
+                else (retry_interval, "retry_interval")
+            )
+        if retry_num is None:
+            retry_num = self.config.retry_num
+        check_wait(timeout, retry_num, (name, "retry_num"))
+        return timeout, retry_num
+
     @property
     def available_num(self) -> int:
         """Idle connections ready to lend (pymysql-pool 0.5's name for :meth:`size`)."""
@@ -219,7 +256,6 @@ class ConnectionPool:
     def _lend(self, conn: Connection, now: float, started: float) -> None:
         conn._lent_at = now
         if self.config.leak_threshold is not None:
-            conn._leak_reported = False
             conn._taken_at = traceback.extract_stack(sys._getframe(2), limit=16)
         if self._hooks.on_checkout is not None:
             self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
@@ -252,15 +288,12 @@ class ConnectionPool:
             idle = list(self._idle)
             self._idle.clear()
             self._total -= len(idle)
-            waiters = list(self._waiters)
+            for waiter in self._waiters:
+                waiter.hand(error=PoolClosedError(0, f"pool({self.name}) was closed"))
             self._waiters.clear()
-            for waiter in waiters:
-                waiter.error = PoolClosedError(0, f"pool({self.name}) was closed")
             if self._total == 0:
                 self._all_back.set()
         self._maintenance.stop()
-        for waiter in waiters:
-            waiter.lock.release()
         for conn in idle:
             self._close(conn, "pool-closed")
         return self._all_back.wait(timeout) if timeout else self._all_back.is_set()
@@ -304,11 +337,7 @@ class ConnectionPool:
             while self._total > config.max_size and self._idle:
                 surplus.append(self._idle.popleft())
                 self._total -= 1
-            while self._waiters and self._total < config.max_size:
-                waiter = self._waiters.popleft()
-                waiter.slot = True
-                self._total += 1
-                waiter.lock.release()
+            self._grant_slots()
         for conn in surplus:
             self._close(conn, "resized")
         self._maintenance.wake()
@@ -318,7 +347,13 @@ class ConnectionPool:
     def _checkout(
         self, started: float, timeout: float, retry_num: int, first: bool
     ) -> tuple[Connection, bool]:
-        """Take an idle connection, or open one in a free slot, or wait in line for either."""
+        """Take an idle connection, or open one in a free slot, or wait in line for either.
+
+        Returns the connection and whether it is new. A connect that failed in a way a
+        retry may fix puts the borrower back at the head of the line, where it takes a
+        connection that comes back, or its turn to connect when the gate allows one.
+        """
+        deadline = started + timeout * (retry_num + 1)
         with self._lock:
             if self._closed:
                 raise PoolClosedError(0, f"pool({self.name}) is closed")
@@ -330,39 +365,63 @@ class ConnectionPool:
                 conn._borrower = current_thread()
                 self._lent.add(conn)
                 return conn, False
-            if self._total < self.config.max_size:
+            waiter = None
+            if self._total < self.config.max_size and self._gate.try_start(monotonic()):
                 self._total += 1
-                waiter = None
             else:
-                waiter = _Waiter()
+                waiter = _Waiter(self._gate.failures)
                 self._waiters.append(waiter)
                 self._counts["waited"] += 1
-        deadline = started + timeout * (retry_num + 1)
-        if waiter is not None:
-            handed = self._wait(waiter, deadline, timeout, retry_num, started)
-            if handed is not None:
-                return handed, False
-        return self._open_in_slot(deadline, timeout, retry_num, started), True
+        while True:
+            if waiter is not None:
+                handed = self._wait(waiter, deadline, timeout, retry_num, started)
+                if handed is not None:
+                    return handed, False
+            opened = self._open_in_slot(deadline, timeout, retry_num, started)
+            if isinstance(opened, Connection):
+                return opened, True
+            waiter = opened
 
     def _wait(
         self, waiter: _Waiter, deadline: float, timeout: float, retry_num: int, started: float
     ) -> Connection | None:
-        """Wait for a hand-off; None means a slot was handed over to open a connection in."""
+        """Wait in line for a hand-off; None means a slot to open a connection in."""
         waiting_since = monotonic()
-        remaining = deadline - waiting_since
+        gate = self._gate
+        answer = None
+        wake = gate.wake_at(deadline)  # a read without the lock: at worst one early look
         try:
-            acquired = remaining > 0 and waiter.lock.acquire(timeout=remaining)
+            while True:
+                waiter.sleep(wake - monotonic())
+                with self._lock:
+                    waiter.settle()
+                    if waiter.handed:
+                        break
+                    now = monotonic()
+                    if isinstance(gate.error, NoEndpointError) and gate.failures != waiter.failures:
+                        answer = gate.error  # every endpoint failed since it came: an answer
+                        self._waiters.remove(waiter)
+                        break
+                    if now >= deadline:
+                        self._waiters.remove(waiter)
+                        break
+                    free = self._total < self.config.max_size
+                    if free and gate.try_start(now):
+                        self._waiters.remove(waiter)  # its turn to try a connect
+                        self._total += 1
+                        waiter.slot = True
+                        break
+                    wake = gate.wake_at(deadline) if free else deadline
         except BaseException:  # a signal handler raised (KeyboardInterrupt): leave the line
             self._leave_line(waiter)
             raise
         with self._lock:
-            gave_up = not acquired and waiter.conn is None and not waiter.slot
-            if gave_up and waiter.error is None:
-                self._waiters.remove(waiter)
             self._wait_time += monotonic() - waiting_since
+        if answer is not None:
+            raise self._timeout_error(timeout, retry_num, started, answer, True) from answer
         if waiter.error is not None:
             raise waiter.error
-        if gave_up:
+        if not waiter.handed:
             raise self._timeout_error(timeout, retry_num, started)
         return waiter.conn
 
@@ -381,55 +440,101 @@ class ConnectionPool:
 
     def _open_in_slot(
         self, deadline: float, timeout: float, retry_num: int, started: float
-    ) -> Connection:
-        """Open a connection in a slot this thread holds; retry with backoff until the deadline."""
-        waits = timeout > 0
-        delay = _BACKOFF_FIRST
-        last_error: Exception | None = None
-        tried = self._new_tried()
-        while True:
-            limit = self.config.connect_timeout
-            if waits:
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    self._release_slot()
-                    raise self._timeout_error(
-                        timeout, retry_num, started, last_error
-                    ) from last_error
-                limit = min(limit, remaining)
-            try:
-                conn = self._create("grow", limit, tried)
-            except (PluginError, NoEndpointError) as exc:
-                self._release_slot()
-                if isinstance(exc, PluginError):
-                    raise
-                raise self._timeout_error(timeout, retry_num, started, exc, True) from last_error
-            except Exception as exc:
-                last_error = exc
-                with self._lock:
-                    self._counts["connect_errors"] += 1
-                retry = error_number(exc) not in _CONFIG_ERRNOS  # waiting won't fix these
-                if retry and tried is not None:
-                    continue  # the next endpoint
-                retry = retry and not isinstance(exc, EndpointRefusedError)  # an answer
-                if retry and waits and monotonic() + delay < deadline:
-                    with self._lock:
-                        self._connected.wait(random.uniform(0, delay))
-                    delay = min(delay * 2, _BACKOFF_MAX)
-                    continue
-                self._release_slot()
-                raise self._timeout_error(timeout, retry_num, started, exc, not retry) from exc
-            except BaseException:
-                self._release_slot()
-                raise
-            with self._lock:
-                if not self._closed:
-                    self._lent.add(conn)
-                    conn._lent = True
-                    conn._borrower = current_thread()
-                    return conn
-            self._discard(conn, "pool-closed")
-            raise PoolClosedError(0, f"pool({self.name}) is closed")
+    ) -> Connection | _Waiter:
+        """Open a connection in a slot this thread holds, trying each endpoint once.
+
+        A failure the classify_connect_error hooks call RETRY, with time left, frees the slot
+        and returns this borrower's new place at the head of the line; any other fails it.
+        """
+        limit = self.config.connect_timeout
+        if timeout > 0:
+            limit = min(limit, max(deadline - monotonic(), 0.001))
+        try:
+            conn = self._create_anywhere("grow", limit)
+        except PluginError:
+            self._connect_abandoned()
+            raise
+        except Exception as exc:
+            retry = self._connect_failed(exc)
+            if retry and timeout > 0 and monotonic() < deadline:
+                return self._requeue()
+            self._release_slot()
+            if isinstance(exc, NoEndpointError) or not retry:  # an answer, not a wait
+                raise self._timeout_error(timeout, retry_num, started, exc, True) from exc
+            raise self._timeout_error(timeout, retry_num, started, exc) from exc
+        except BaseException:
+            self._connect_abandoned()
+            raise
+        with self._lock:
+            if not self._closed:
+                self._lent.add(conn)
+                conn._lent = True
+                conn._borrower = current_thread()
+                return conn
+        self._discard(conn, "pool-closed")
+        raise PoolClosedError(0, f"pool({self.name}) is closed")
+
+    def _connect_failed(self, error: Exception) -> bool:
+        """Tell the gate about a failed connect; True if a retry may fix it.
+
+        NoEndpointError (every endpoint failed) closes the gate too, so that the borrowers
+        after it get the same answer at once instead of each trying every endpoint again.
+        """
+        retry = isinstance(error, NoEndpointError) or self._classify_connect(error)
+        with self._lock:
+            if retry:
+                self._gate.failed(error, monotonic())
+            else:
+                self._gate.abandoned()
+            self._wake_waiters()
+        return retry and not isinstance(error, NoEndpointError)
+
+    def _connect_abandoned(self) -> None:
+        with self._lock:
+            self._gate.abandoned()
+            self._wake_waiters()
+        self._release_slot()
+
+    def _wake_waiters(self) -> None:
+        """Under the lock, while connects fail: an attempt ended, so every waiter looks again
+        for its turn to connect (the gate says when)."""
+        if self._gate.failing:
+            for waiter in self._waiters:
+                waiter.wake()
+
+    def _classify_connect(self, error: Exception) -> bool:
+        """True if the classify_connect_error hooks say a retry may fix *error*."""
+        if isinstance(error, EndpointRefusedError):
+            return False  # the endpoint answered: it is not what this pool needs
+        classify = self._hooks.classify_connect_error
+        try:
+            verdict = None if classify is None else classify(pool=self, error=error)
+        except Exception:
+            logger.exception("classify_connect_error hook failed in pool(%s)", self.name)
+            verdict = None
+        return verdict is not ConnectVerdict.FAIL
+
+    def _requeue(self) -> _Waiter:
+        """Free this borrower's slot and put it back at the head of the line."""
+        with self._lock:
+            waiter = _Waiter(self._gate.failures)
+            self._total -= 1
+            self._waiters.appendleft(waiter)
+            if self._closed:
+                self._waiters.remove(waiter)
+                raise PoolClosedError(0, f"pool({self.name}) is closed")
+        return waiter
+
+    def _grant_slots(self) -> None:
+        """Under the lock: hand free slots to waiters while the gate lets connects start; if
+        it does not yet, wake the first waiter to wait for the gate instead."""
+        now = monotonic()
+        while self._waiters and self._total < self.config.max_size and not self._closed:
+            if not self._gate.try_start(now):
+                self._waiters[0].wake()
+                return
+            self._total += 1
+            self._waiters.popleft().hand(slot=True)
 
     def _create(
         self, reason: str, limit: float, tried: set[EndpointState] | None = None
@@ -447,14 +552,16 @@ class ConnectionPool:
         state, epoch = self._choose_endpoint(started, tried or ())
         if tried is not None:
             tried.add(state)
+            if len(tried) < len(self._endpoints):  # another is left to try: don't hang here
+                limit = min(limit, self.config.failover_timeout)
         try:
             conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
             self._vet(conn, state, limit)
         except EndpointRefusedError as exc:
-            self._endpoint_failed(state, exc, health=True)
+            self._endpoint_failed(state, exc, health=True, connecting=True)
             raise
         except Exception as exc:
-            self._endpoint_failed(state, exc)
+            self._endpoint_failed(state, exc, connecting=True)
             raise
         if not isinstance(conn, Connection):
             close = getattr(conn, "close", None)
@@ -473,7 +580,9 @@ class ConnectionPool:
                     state.chosen = max(state.chosen, min(others, default=0))
                 state.succeeded()
                 state.open += 1
-                self._connected.notify_all()
+                if self._gate.succeeded():  # the outage is over: waiters may connect again
+                    self._grant_slots()
+                    self._wake_waiters()
         if not current:
             conn.discard()
             raise EndpointRefusedError(
@@ -508,6 +617,7 @@ class ConnectionPool:
                 refused = check(pool=self, connection=conn, endpoint=state.endpoint)
                 if not refused and conn.in_transaction:  # its snapshot must not reach a borrower
                     conn.rollback()
+            conn._last_error = None  # errors the check caught are not a borrower's
         except BaseException:
             conn.discard()
             raise
@@ -520,32 +630,40 @@ class ConnectionPool:
                 0, f"{state.endpoint} refused for pool({self.name}): {refused}"
             )
 
-    def _new_tried(self) -> set[EndpointState] | None:
-        """A set to try each endpoint of a pool with several once; None with only one."""
-        return set() if len(self._endpoints) > 1 else None
-
     def _create_anywhere(self, reason: str, limit: float) -> Connection:
-        """Open a connection, trying each endpoint once; raise the last error if all fail."""
-        tried = self._new_tried()
+        """Open a connection, trying each endpoint once. With several, raise NoEndpointError
+        (caused by the last connect error) when every one failed; with one, its error."""
+        tried: set[EndpointState] | None = set() if len(self._endpoints) > 1 else None
+        last: Exception | None = None
         while True:
             try:
                 return self._create(reason, limit, tried)
-            except (PluginError, NoEndpointError):
+            except NoEndpointError as exc:
+                raise exc from last
+            except PluginError:
                 raise
-            except Exception:
-                if tried is None or len(tried) == len(self._endpoints):
+            except Exception as exc:
+                if tried is None:
                     raise
+                last = exc
 
     def _endpoint_failed(
-        self, state: EndpointState, error: BaseException, health: bool = False
+        self,
+        state: EndpointState,
+        error: BaseException,
+        health: bool = False,
+        connecting: bool = False,
     ) -> None:
-        """Count a failure of *state*'s endpoint. A failed health check (*health*) ejects it
-        at once; an ejection retires the connections open to it, unless it is the only one or
-        the server is only full (its open connections are fine)."""
+        """Count a failure of *state*'s endpoint (and a connect error, if *connecting*). A
+        failed health check (*health*) ejects it at once; an ejection retires the connections
+        open to it, unless it is the only one or the server is only full (its open
+        connections are fine)."""
         config = self.config
         now = monotonic()
-        full = error_number(error) in _SERVER_FULL_ERRNOS
+        full = error_number(error) in SERVER_FULL_ERRNOS
         with self._lock:
+            if connecting:
+                self._counts["connect_errors"] += 1
             state.failed(error, now, 1 if health else config.eject_after, config.eject_backoff)
             if health or (state.ejected(now) and len(self._endpoints) > 1 and not full):
                 state.epoch += 1
@@ -655,13 +773,17 @@ class ConnectionPool:
             self._counts["timeouts"] += 1
         if self._hooks.on_timeout is not None:
             self._hooks.on_timeout(pool=self, waited=monotonic() - started)
+        if cause is None:
+            cause = self._gate.error  # waited while connects failed: that is why
         message = f"can't get connection from pool({self.name})"
         if not answered:
             message += f" within {timeout:g}*{retry_num + 1} second(s)"
         if cause is not None:
             message += f": {cause}"
         # the connect error's number, so that code checking e.args[0] (2003...) still works
-        return GetConnectionFromPoolError(error_number(cause) or 0 if cause else 0, message)
+        error = GetConnectionFromPoolError(error_number(cause) or 0 if cause else 0, message)
+        error.__cause__ = cause
+        return error
 
     def _take_back(self, conn: Connection) -> None:
         """Lend *conn* again if it is idle here; the context manager of a returned connection."""
@@ -700,6 +822,10 @@ class ConnectionPool:
         if open_transaction and error is None:
             self._warn_rolled_back(now)
         conn._shared_cursor = None  # dropped, not closed: closing a streamed cursor drains it
+        raised = conn._last_error  # a server error during the loan, even if it was caught
+        if raised is not None:
+            conn._last_error = None
+            error = error or raised
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
         reset = False
@@ -738,7 +864,16 @@ class ConnectionPool:
             if reason is not None:
                 self._discard(conn, reason)
             else:
-                self._put(conn, now, reset)
+                self._put(conn if conn._check_owner else self._renewed(conn), now, reset)
+
+    def _renewed(self, conn: Connection) -> Connection:
+        """With check_owner_thread off: move *conn* into a new object, leaving the returned
+        handle closed, so that a stale reference can neither use nor return the next loan."""
+        with self._lock:
+            renewed = conn._move()
+            self._lent.discard(conn)
+            self._lent.add(renewed)
+        return renewed
 
     def _warn_rolled_back(self, now: float) -> None:
         """Log that a loan ended with uncommitted writes, at most once per
@@ -800,8 +935,7 @@ class ConnectionPool:
                 if self._waiters:
                     waiter = self._waiters.popleft()
                     conn._borrower = waiter.thread
-                    waiter.conn = conn
-                    waiter.lock.release()
+                    waiter.hand(conn)
                     return
                 conn._lent = False
                 self._lent.discard(conn)
@@ -820,17 +954,14 @@ class ConnectionPool:
             self._release_slot()
 
     def _release_slot(self, wake: bool = True) -> None:
-        """Free a slot: hand it to the first waiter (who opens a connection in it), or drop it.
+        """Free a slot: hand it to the first waiter (who opens a connection in it) if the
+        gate lets a connect start, or drop it.
 
         Dropping it below min_size wakes the maintenance thread to refill (*wake*).
         """
         with self._lock:
-            if self._waiters and not self._closed and self._total <= self.config.max_size:
-                waiter = self._waiters.popleft()
-                waiter.slot = True
-                waiter.lock.release()
-                return
             self._total -= 1
+            self._grant_slots()
             if self._closed and self._total == 0:
                 self._all_back.set()
             refill = wake and self._total < self.config.min_size and not self._closed
@@ -859,13 +990,23 @@ class ConnectionPool:
             if self._closed:
                 return None
             retired = self._take_retired(now)
+            answered = self._hold_idle(
+                [conn for conn in self._idle if conn._pending_reply and conn.readable()]
+            )
             stale = self._take_for_keepalive(now)
             probes = self._take_for_endpoint_check(now)
             lent = list(self._lent)
             missing = max(config.min_size - self._total, 0)
+            if missing and self._gate.failing:  # one attempt, when the gate allows it
+                missing = 1 if self._gate.try_start(now) else 0
             self._total += missing
         for conn, reason in retired:
             self._close(conn, reason)
+        for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
+            if conn.server_closed():
+                self._discard(conn, "dead")
+            else:
+                self._put(conn, conn._idle_since, False)
         for conn in stale:
             try:
                 conn.ping_within(config.ping_timeout)
@@ -877,16 +1018,18 @@ class ConnectionPool:
             self._recheck(conn)
         self._check_leaks(lent, now)
         if missing:
-            self._refill(missing, now)
-        if self._refill_failing_since is not None:
-            return self._refill_delay
+            self._refill(missing)
         periods = (
             config.max_idle,
             config.keepalive_interval,
             config.leak_threshold,
             config.endpoint_check_interval if self._rechecks else None,
         )
-        return min([1.0, *(p / 4 for p in periods if p is not None)])
+        wait = min([1.0, *(p / 4 for p in periods if p is not None)])
+        with self._lock:
+            if self._gate.failing and self._total < config.min_size:
+                wait = min(wait, self._gate.next_at - monotonic())
+        return max(wait, _MIN_ROUND)
 
     def _take_retired(self, now: float) -> list[tuple[Connection, str]]:
         """Under the lock: remove idle connections that expired, died, or idled too long."""
@@ -961,27 +1104,29 @@ class ConnectionPool:
             self._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
 
     def _check_leaks(self, lent: list[Connection], now: float) -> None:
-        """Report connections lent too long; close those whose borrower thread died."""
+        """Report connections lent too long, or whose borrower thread died; close the latter
+        where only the borrower may return them (check_owner_thread)."""
         threshold = self.config.leak_threshold
         for conn in lent:
             if conn._lent_at < conn._idle_since:
                 continue  # taken for a pre-ping or keepalive: the loan has not started
             borrower = conn._borrower
             with self._lock:  # re-checked under the lock: it may have been returned meanwhile
-                abandoned = (
-                    conn._check_owner
-                    and conn in self._lent
+                orphaned = (
+                    conn in self._lent
                     and borrower is not None
                     and conn._borrower is borrower
                     and not borrower.is_alive()
                 )
+                abandoned = orphaned and conn._check_owner
                 if abandoned:
                     self._lent.discard(conn)  # nobody can return it now; _discard below closes it
             held = now - conn._lent_at
-            overdue = threshold is not None and held > threshold and not conn._leak_reported
-            if not (abandoned or overdue):
+            overdue = threshold is not None and held > threshold
+            reported = conn._leak_reported == conn._lent_at  # for this loan already
+            if not (abandoned or ((overdue or orphaned) and not reported)):
                 continue
-            conn._leak_reported = True
+            conn._leak_reported = conn._lent_at
             with self._lock:
                 self._counts["leaks"] += 1
             if self._hooks.on_leak is not None:
@@ -992,8 +1137,9 @@ class ConnectionPool:
             if abandoned:
                 self._discard(conn, "abandoned")
 
-    def _refill(self, missing: int, now: float) -> None:
-        """Open *missing* connections in slots already reserved, backing off on failure."""
+    def _refill(self, missing: int) -> None:
+        """Open *missing* connections in slots already reserved; stop at the first failure
+        (the gate spaces out the next attempts)."""
         for opened in range(missing):
             if self._closed:
                 for _ in range(missing - opened):
@@ -1002,39 +1148,34 @@ class ConnectionPool:
             try:
                 conn = self._create_anywhere("fill", self.config.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
+                now = monotonic()
                 with self._lock:
-                    self._counts["connect_errors"] += 1
+                    self._gate.failed(exc, now)
+                    self._wake_waiters()
+                    since = self._gate.failing_since or now
+                    report = (
+                        now - since >= self.config.reconnect_timeout and not self._gate.reported
+                    )
+                    self._gate.reported |= report
                 for _ in range(missing - opened):
                     self._release_slot(wake=False)
-                self._refill_failed(exc, now)
+                if report and self._hooks.on_reconnect_failed is not None:
+                    self._hooks.on_reconnect_failed(pool=self, error=exc, elapsed=now - since)
                 return
+            except BaseException:
+                self._connect_abandoned()
+                raise
             with self._lock:
                 conn._lent = True
                 conn._borrower = current_thread()
                 self._lent.add(conn)
             self._put(conn, monotonic(), False)
-        self._refill_failing_since = None
-        self._refill_delay = 0.0
-
-    def _refill_failed(self, error: Exception, now: float) -> None:
-        since = self._refill_failing_since
-        self._refill_delay = min(max(self._refill_delay * 2, 0.05), _REFILL_BACKOFF_MAX)
-        if since is None:
-            self._refill_failing_since = now
-            self._reconnect_reported = False
-        elif (
-            now - since >= self.config.reconnect_timeout
-            and not self._reconnect_reported
-            and self._hooks.on_reconnect_failed is not None
-        ):
-            self._reconnect_reported = True
-            self._hooks.on_reconnect_failed(pool=self, error=error, elapsed=now - since)
 
     def _after_fork(self) -> None:
         """In a forked child: drop the parent's connections without touching their sockets'
         server sessions, and start afresh (a lent one becomes a plain closed connection)."""
         self._lock = threading.Lock()
-        self._connected = threading.Condition(self._lock)
+        self._gate = ConnectGate()
         for conn in (*self._idle, *self._lent):
             conn._pool = None
             conn._lent = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import socket
+import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from pymysqlpool_registry import (
     Connection,
     ConnectionPool,
+    ConnectVerdict,
     GetConnectionFromPoolError,
     PluginError,
     PolicyManager,
@@ -26,6 +29,7 @@ from pymysqlpool_registry import (
 )
 from pymysqlpool_registry._manager import DEFAULT_PLUGINS
 from pymysqlpool_registry.default_plugins import connect, endpoints, health, log, reusability
+from pymysqlpool_registry.errnos import error_number
 
 LOG_PLUGIN = "pymysqlpool_registry.default_plugins.log"
 MakePool = Callable[..., ConnectionPool]
@@ -381,7 +385,7 @@ def test_plugin_events_run_alongside_default_logging(
 # --- PolicyManager ---
 
 DEFAULT_HOOKS = {
-    connect: ["pymysqlpool_create_connection"],
+    connect: ["pymysqlpool_classify_connect_error", "pymysqlpool_create_connection"],
     endpoints: ["pymysqlpool_check_endpoint", "pymysqlpool_select_endpoint"],
     reusability: ["pymysqlpool_classify_error"],
     health: ["pymysqlpool_pre_ping"],
@@ -511,3 +515,80 @@ def test_every_hookspec_is_documented_and_tested() -> None:
     assert unmarked == []
     manager = PolicyManager()
     assert all(hasattr(manager, name.removeprefix("pymysqlpool_")) for name in specs)
+
+
+class ConnectJudge:
+    """Answers classify_connect_error with a fixed verdict and records the errors."""
+
+    def __init__(self, verdict: ConnectVerdict | None) -> None:
+        self.verdict = verdict
+        self.errors: list[BaseException] = []
+
+    @hookimpl(tryfirst=True)
+    def pymysqlpool_classify_connect_error(
+        self, pool: ConnectionPool, error: BaseException
+    ) -> ConnectVerdict | None:
+        self.errors.append(error)
+        return self.verdict
+
+
+def test_hook_pymysqlpool_classify_connect_error_fail_ends_the_request_at_once(
+    make_pool: MakePool,
+) -> None:
+    judge = ConnectJudge(ConnectVerdict.FAIL)
+    # a refused connect is retried by default; this plugin says no retry can fix it
+    pool = make_pool(judge, port=unused_port(), timeout=30)
+    with pytest.raises(GetConnectionFromPoolError) as raised:
+        pool.get_connection()
+    assert "within" not in str(raised.value)  # an answer, not a wait
+    assert raised.value.__cause__ is judge.errors[0]
+    assert error_number(judge.errors[0]) == 2003
+    assert pool.stats()["connect_errors"] == 1
+
+
+def test_hook_pymysqlpool_classify_connect_error_retry_overrides_the_default(
+    make_pool: MakePool,
+) -> None:
+    judge = ConnectJudge(ConnectVerdict.RETRY)
+    pool = make_pool(judge, password="wrong", timeout=0.3)  # 1045: the default fails at once
+    with pytest.raises(GetConnectionFromPoolError) as raised:
+        pool.get_connection()
+    assert "within 0.3*1 second(s)" in str(raised.value)
+    assert error_number(raised.value.__cause__) == 1045
+    assert 2 <= len(judge.errors) <= 12  # retried, spaced out by the backoff
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errno"),
+    [
+        ({"password": "wrong"}, 1045),
+        ({"database": "no_such_db"}, 1049),
+        ({"init_command": "SELEC 1"}, 1064),
+        ({"init_command": "SET GLOBAL max_connections = 100", "user": "nobody_priv"}, 1227),
+        ({"ssl": {"ca": "/nonexistent"}, "ssl_disabled": False}, None),  # before any packet
+        ({"ssl": {"check_hostname": False}, "ssl_disabled": False}, 2026),  # server has no TLS
+    ],
+)
+def test_default_classify_connect_error_fails_fast_on_what_no_retry_fixes(
+    make_pool: MakePool, server: Any, overrides: dict[str, Any], errno: int | None
+) -> None:
+    if overrides.get("user") == "nobody_priv":
+        server.query("CREATE USER IF NOT EXISTS nobody_priv@'%' IDENTIFIED BY ''")
+        server.query("GRANT SELECT ON test.* TO nobody_priv@'%'")
+    before = server.status("Connections")
+    pool = make_pool(**overrides)  # default timeout: 30 s
+    started = time.monotonic()
+    with pytest.raises(GetConnectionFromPoolError) as raised:
+        pool.get_connection()
+    assert time.monotonic() - started < 5
+    assert "within" not in str(raised.value)
+    if errno is not None:
+        assert error_number(raised.value.__cause__) == errno
+    assert server.status("Connections") - before <= 2  # one attempt (and the status query)
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

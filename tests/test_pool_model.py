@@ -11,6 +11,7 @@ model: they retire idle connections the server closed); a rule runs its rounds i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
+from pymysqlpool_registry._gate import ConnectGate
 from pymysqlpool_registry.testing import Worker, start_thread, wait_until
 
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -124,11 +126,17 @@ class FakeConnection(Connection):
         elif effect == "flip-autocommit":
             self.server_status ^= AUTOCOMMIT
 
+    def readable(self) -> bool:
+        return (
+            not self.fake_open
+            or self.eof
+            or (self._pending_reply and not self.network.slow_replies)
+        )
+
     def server_closed(self) -> bool:
         if not self.fake_open:
             return True
-        readable = self.eof or (self._pending_reply and not self.network.slow_replies)
-        if not readable:
+        if not self.readable():
             return False
         if not self._pending_reply:
             return True
@@ -395,6 +403,7 @@ class PoolMachine(RuleBasedStateMachine):
             autocommit=autocommit,
             ping_interval=ping_interval,
         )
+        self.pool._gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
         maintenance = self.pool._maintenance
         maintenance.stop()
         maintenance._thread.join(WAIT_LIMIT)
@@ -416,6 +425,9 @@ class PoolMachine(RuleBasedStateMachine):
     def _get_one(self) -> FakeConnection | None:
         """One checkout (None if the pool, as the model expects, had none to give)."""
         assert self.pool is not None
+        gate = self.pool._gate  # after a failed connect, the next may start only this late
+        if gate.failing:
+            time.sleep(max(gate.next_at - time.monotonic(), 0))
         self.counts["requests"] += 1
         expected: FakeConnection | None = None
         while self.idle and expected is None:
@@ -597,8 +609,10 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     def maintain(self) -> None:
         """A maintenance round: it retires the idle connections the server closed (in their
-        order), except those with a pipelined reply pending (left to their next checkout, so
-        no socket is read under the pool lock), and with this config does nothing else."""
+        order); those with a pipelined reply that has arrived it takes out of the idle ones
+        (no socket is read under the pool lock), reads the reply, and closes them if it
+        failed or puts them back, at the most recent end; with this config it does nothing
+        else."""
         assert self.pool is not None
         retired = (
             []
@@ -608,6 +622,15 @@ class PoolMachine(RuleBasedStateMachine):
         for conn in retired:
             self.idle.remove(conn)
             self._discard(conn, "dead")
+        answered = (
+            [] if self.closed else [c for c in self.idle if c._pending_reply and c.readable()]
+        )
+        for conn in answered:
+            self.idle.remove(conn)
+            if conn.dead:
+                self._discard(conn, "dead")
+            else:
+                self.idle.append(conn)
         delay = self.pool._maintain()
         assert delay == (None if self.closed else 1.0)
 

@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from pymysqlpool_registry import ConnectionPool, GetConnectionFromPoolError, Registry
-from pymysqlpool_registry.default_plugins.reusability import error_number
+from pymysqlpool_registry.errnos import error_number
 from pymysqlpool_registry.testing import scalar
 from pymysqlpool_registry.throwaway import ThrowawayGalera, ThrowawayReplication
 

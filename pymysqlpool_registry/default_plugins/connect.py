@@ -1,11 +1,16 @@
-"""Default connection factory: PyMySQL with the pool's config, the handshake bounded in time."""
+"""Default connection factory (PyMySQL with the pool's config, the handshake bounded in time)
+and the default judgement of connect errors."""
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
 
+import pymysql
+
 from ..connection import Connection
-from ..hookspecs import hookimpl
+from ..errnos import CONNECT_FAIL_ERRNOS, error_number
+from ..hookspecs import ConnectVerdict, hookimpl
 
 if TYPE_CHECKING:
     from ..endpoints import Endpoint
@@ -34,3 +39,24 @@ def pymysqlpool_create_connection(
     finally:
         conn._read_timeout, conn._write_timeout = read_timeout, write_timeout
     return conn
+
+
+@hookimpl(trylast=True)
+def pymysqlpool_classify_connect_error(
+    pool: ConnectionPool, error: BaseException
+) -> ConnectVerdict:
+    """FAIL on what no retry can fix, RETRY on the rest (refused, full, lost, timed out).
+
+    FAIL: the errnos in ``CONNECT_FAIL_ERRNOS``; a server error that is not an
+    OperationalError (a SQL error of ``init_command``); a TLS error; and anything that is not
+    a PyMySQL error (PyMySQL failed before talking to the server: a bad argument).
+    """
+    if not isinstance(error, pymysql.err.Error):
+        return ConnectVerdict.FAIL
+    if isinstance(getattr(error, "original_exception", None), ssl.SSLError):
+        return ConnectVerdict.FAIL  # PyMySQL wraps OSErrors, TLS ones included, as 2003
+    if not isinstance(error, pymysql.err.OperationalError) and error_number(error):
+        return ConnectVerdict.FAIL
+    if error_number(error) in CONNECT_FAIL_ERRNOS:
+        return ConnectVerdict.FAIL
+    return ConnectVerdict.RETRY

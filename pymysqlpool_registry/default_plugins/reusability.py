@@ -6,28 +6,17 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
+from ..errnos import (
+    DISCONNECT_ERRNOS,
+    GALERA_NOT_READY,
+    READ_ONLY_ERRNOS,
+    error_number,
+)
 from ..hookspecs import Verdict, hookimpl
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..pool import ConnectionPool
-
-#: Error numbers after which a connection is dead even if its socket still looks open:
-#: server gone/lost, commands out of sync, 2045/2055 (lost during handshake or read),
-#: 4031 (MySQL 8 idle disconnect), 1927 (MariaDB connection killed), 1053 (server shutdown).
-DISCONNECT_ERRNOS = frozenset({2006, 2013, 2014, 2045, 2055, 4031, 1927, 1053})
-#: --read-only / --super-read-only (1290) and read-only mode (1836): in a writer pool, a sign
-#: that the writer moved.
-READ_ONLY_ERRNOS = frozenset({1290, 1836})
-#: Galera's "WSREP has not yet prepared node for application use" (no quorum).
-GALERA_NOT_READY = 1047
-
-
-def error_number(error: BaseException) -> int | None:
-    """The MySQL error number of a PyMySQL error, or None."""
-    if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
-        return error.args[0]
-    return None
 
 
 @hookimpl(trylast=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pymysqlpool_registry import PolicyPack, Verdict, hookimpl
-from pymysqlpool_registry.default_plugins.reusability import error_number
+from pymysqlpool_registry.errnos import error_number
 
 if TYPE_CHECKING:
     from pymysqlpool_registry import ConnectionPool
