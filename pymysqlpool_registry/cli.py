@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import NoReturn
 
 import pymysql
 
 from .configfile import ConfigFileError
+from .dsn import USAGE, DsnError, parse_dsn
 from .errors import PluginError, PoolError, UnknownPoolError
 from .packs import PACK_GROUP, installed
 from .pool import ConnectionPool
@@ -26,10 +27,30 @@ try:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
+    from rich.text import Text
 except ImportError:  # pragma: no cover - exercised only without the cli extra
     Console = None  # type: ignore[assignment,misc]
 
 _DEMO_POOL = "demo"
+DSN_VARIABLE = "PYMYSQLPOOL_DSN"
+#: Exit codes: 0 success, 1 a check failed, 2 an error (bad input, unreachable server),
+#: 3 an unexpected error (a bug), 130 interrupted.
+EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
+_LINE_LIMIT = 200
+
+
+def printable(text: object, limit: int = _LINE_LIMIT) -> str:
+    """*text* as one line of at most *limit* characters, with control and format characters
+    (escape sequences, newlines, bidi overrides) shown as escapes instead of acting."""
+    line = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text)
+    )
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def literal(text: object) -> Text:
+    """Outside text (a server's error, a name from a config file) for rich, printed as is."""
+    return Text(printable(text))
 
 
 class CliError(Exception):
@@ -51,28 +72,11 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, ConfigFileError):
         return f"bad config: {exc}"
     if isinstance(exc, ServerNotFound):
-        return f"{exc}, or give --dsn mysql://user:password@host:port/database"
-    return str(exc) or type(exc).__name__
-
-
-def dsn_settings(dsn: str) -> dict[str, Any]:
-    """``mysql://user:password@host:port/database`` as PoolConfig keyword arguments."""
-    usage = "use mysql://user:password@host:port/database"
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port
-    except ValueError as exc:
-        raise CliError(f"bad --dsn ({exc}): {usage}") from None
-    if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
-        raise CliError(f"bad --dsn {parts.scheme}://…: {usage}")
-    settings: dict[str, Any] = {"host": parts.hostname, "port": port or 3306}
-    if parts.username:
-        settings["user"] = unquote(parts.username)
-    if parts.password:
-        settings["password"] = unquote(parts.password)
-    if parts.path.strip("/"):
-        settings["database"] = unquote(parts.path.strip("/"))
-    return settings
+        return f"{exc}, or give --dsn {USAGE}"
+    if isinstance(exc, DsnError):
+        return f"bad DSN: {exc}"
+    first = exc.args[0] if exc.args else None  # attrs validators add (attribute, ...) to args
+    return (first if isinstance(first, str) else str(exc)) or type(exc).__name__
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -99,8 +103,9 @@ def demo_registry(args: argparse.Namespace, console: Console) -> Iterator[tuple[
             if name is None:
                 raise CliError(f"{args.config}: no [pools.NAME] table")
         else:
-            if args.dsn:
-                settings = dsn_settings(args.dsn)
+            dsn = args.dsn or os.environ.get(DSN_VARIABLE)
+            if dsn:
+                settings = parse_dsn(dsn)
             else:
                 console.print("starting a throwaway MariaDB in a temporary directory…")
                 server = stack.enter_context(ThrowawayServer())
@@ -158,7 +163,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         stats = pool.stats()
     console.print(
         f"{len(latencies)} loans in {args.seconds:g} s ({len(latencies) / args.seconds:,.0f}/s), "
-        f"{args.threads} threads, pool {name!r} of at most {stats['max_size']:g}"
+        f"{args.threads} threads, pool {printable(name)!r} of at most {stats['max_size']:g}",
+        markup=False,
+        highlight=False,
     )
     table = Table("latency", "ms")
     if len(latencies) >= 2:
@@ -177,7 +184,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 def stats_table(all_stats: dict[str, dict[str, float]]) -> Table:
     """Pool statistics, one column per pool."""
-    table = Table("statistic", *all_stats)
+    table = Table("statistic")
+    for name in all_stats:
+        table.add_column(literal(name))
     keys = next(iter(all_stats.values()), {})
     for key in keys:
         table.add_row(key, *(_number(stats[key]) for stats in all_stats.values()))
@@ -200,15 +209,15 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             try:
                 with registry.get(name).connection(timeout=config.connect_timeout) as conn:
                     conn.ping_within(config.ping_timeout)
-                result = "[green]ok[/green]"
+                result = Text("ok", style="green")
             except Exception as exc:  # noqa: BLE001 - each pool's failure is one row
                 failed += 1
-                result = f"[red]failed[/red]: {explain(exc)}"
-            table.add_row(name, where, result)
+                result = Text.assemble(("failed", "red"), ": ", printable(explain(exc)))
+            table.add_row(literal(name), literal(where), result)
     finally:
         registry.close_all()
     console.print(table)
-    return 1 if failed else 0
+    return EXIT_CHECK_FAILED if failed else 0
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
@@ -226,13 +235,16 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     for column in table.columns:
         column.overflow = "fold"
     for plugin in plugins:
-        table.add_row(plugin["name"], plugin["kind"], "\n".join(plugin["hooks"]))
+        hooks = "\n".join(printable(hook) for hook in plugin["hooks"])
+        table.add_row(literal(plugin["name"]), literal(plugin["kind"]), Text(hooks))
     console.print(table)
     pack_table = Table("installed pack", "entry point", "selected")
     for column in pack_table.columns:
         column.overflow = "fold"
     for pack in packs:
-        pack_table.add_row(pack["name"], pack["entry_point"], "yes" if pack["selected"] else "")
+        pack_table.add_row(
+            literal(pack["name"]), literal(pack["entry_point"]), "yes" if pack["selected"] else ""
+        )
     console.print(pack_table)
     return 0
 
@@ -251,15 +263,27 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {printable(message)} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    top = argparse.ArgumentParser(prog="pymysqlpool", description="PyMySQL connection pools")
-    commands = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="pymysqlpool", description="PyMySQL connection pools")
+    commands = top.add_subparsers(
+        dest="command", required=True, metavar="{demo,check,plugins,stats}"
+    )
     demo = commands.add_parser(
         "demo", help="a threaded workload through a pool, then its statistics"
     )
     demo.add_argument(
-        "--dsn", help="mysql://user:password@host:port/database (default: a throwaway MariaDB)"
+        "--dsn",
+        help=f"{USAGE} (default: ${DSN_VARIABLE}, which other local users cannot read as they "
+        "can a command line; else a throwaway MariaDB)",
     )
     demo.add_argument("--config", help="a TOML config file instead of --dsn")
     demo.add_argument("--pool", help="the pool of --config to use (default: the first)")
@@ -284,7 +308,8 @@ COMMANDS = {"demo": cmd_demo, "check": cmd_check, "plugins": cmd_plugins, "stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; failures are one line on stderr and exit code 2 (1: a check failed)."""
+    """Run the command; a failure is one line on stderr and an exit code: 1 a check failed,
+    2 an error, 3 an unexpected error (a bug), 130 interrupted."""
     args = parser().parse_args(argv)
     if Console is None:
         print(
@@ -309,8 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         TypeError,
     ) as exc:
-        print(f"error: {explain(exc)}", file=sys.stderr)
-        return 2
+        print(f"error: {printable(explain(exc))}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, with its own exit code
+        print(f"error: unexpected {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
+        return EXIT_BUG

@@ -30,8 +30,19 @@ _PERIOD = seconds(MIN_PERIOD)
 _PERIOD_OR_NONE = seconds(MIN_PERIOD, optional=True)
 
 
-def _read_only(mapping: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    return None if mapping is None else MappingProxyType(dict(mapping))
+def _read_only(name: str, mapping: Any) -> Mapping[str, Any]:
+    """*mapping* made read-only; the error names the setting *name*."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{name!r} must be a table of options, not {type(mapping).__name__}")
+    return MappingProxyType(dict(mapping))
+
+
+def _ssl_options(value: Any) -> Mapping[str, Any] | None:
+    return None if value is None else _read_only("ssl", value)
+
+
+def _connect_args(value: Any) -> Mapping[str, Any]:
+    return _read_only("connect_args", value)
 
 
 def _redact(value: object) -> str:
@@ -97,7 +108,7 @@ class PoolConfig:
     read_timeout: float | None = attrs.field(default=None, validator=_TIMEOUT_OR_NONE)
     write_timeout: float | None = attrs.field(default=None, validator=_TIMEOUT_OR_NONE)
     ssl: Mapping[str, Any] | None = attrs.field(
-        default=None, repr=_redact, converter=_read_only, hash=False
+        default=None, repr=_redact, converter=_ssl_options, hash=False
     )
     #: ``None``: TLS off for loopback hosts and unix sockets (saves ~40 ms a connect), PyMySQL's
     #: default (TLS if the server offers it) elsewhere.
@@ -105,7 +116,7 @@ class PoolConfig:
     #: Any other ``pymysql.connect()`` keyword argument (cursorclass, sql_mode, ssl_ca, ...).
     connect_args: Mapping[str, Any] = attrs.field(
         factory=dict,
-        converter=_read_only,
+        converter=_connect_args,
         repr=_keys_only,
         hash=False,
         validator=_check_connect_args,
@@ -208,7 +219,7 @@ class PoolConfig:
         fields_set(kwargs)  # names every unknown or conflicting option
         kwargs = translate_legacy(kwargs)
         own: dict[str, Any] = {}
-        extra: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+        extra: dict[str, Any] = dict(_connect_args(kwargs.pop("connect_args", {})))
         for key, value in kwargs.items():
             key = _DEPRECATED_ALIASES.get(key, key)
             if key in PYMYSQL_ARGUMENTS and key not in _FIELDS:

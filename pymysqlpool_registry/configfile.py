@@ -21,8 +21,10 @@ A pool's settings are, later winning: ``[defaults]``, ``[pools.NAME]``,
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,12 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 _SECRET_SUFFIX = "_env"
+#: The largest config file read, in bytes.
+MAX_FILE_SIZE = 1 << 20
+#: Settings whose values are secret: an error never shows them, nor the variable they come from.
+_SECRETS = frozenset({"password", "passwd", "ssl"})
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
 class ConfigFileError(ValueError):
@@ -76,17 +84,64 @@ def _only(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
+def _message(exc: BaseException) -> str:
+    """An exception's own message: attrs validators add (attribute, ...) to the args."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, str) else str(exc)
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError("expected true or false")
+    return word in _TRUE
+
+
+def _env_type(option: str) -> Callable[[str], Any]:
+    """How the text of an environment variable becomes *option*'s value."""
+    if option in ("size", "maxsize", "pre_create_num"):
+        return int
+    if option == "con_lifetime":
+        return float
+    field = attrs.fields_dict(PoolConfig).get(option)
+    kind = str(field.type) if field is not None else "str"
+    if "bool" in kind:
+        return _parse_bool
+    if kind.startswith("int"):
+        return int
+    if kind.startswith("float"):
+        return float
+    return str
+
+
 def _resolve_secrets(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """*settings* with each ``<option>_env`` replaced by the option, read from the environment
+    and converted to the option's type. Errors never show a secret's variable or value."""
     resolved = {}
     for key, value in settings.items():
-        if key.endswith(_SECRET_SUFFIX):
-            if not isinstance(value, str) or value not in os.environ:
-                raise ConfigFileError(
-                    f"{where}: {key} names environment variable {value!r}, which is not set"
-                )
-            resolved[key.removesuffix(_SECRET_SUFFIX)] = os.environ[value]
-        else:
+        if not key.endswith(_SECRET_SUFFIX):
             resolved[key] = value
+            continue
+        option = key.removesuffix(_SECRET_SUFFIX)
+        secret = option in _SECRETS
+        named = not secret and isinstance(value, str) and _VARIABLE_NAME.match(value)
+        variable = (
+            f"environment variable {value!r}" if named else "the environment variable it names"
+        )
+        if not isinstance(value, str) or not _VARIABLE_NAME.match(value):
+            raise ConfigFileError(f"{where}: {key} must be the name of an environment variable")
+        text = os.environ.get(value)
+        if text is None:
+            raise ConfigFileError(f"{where}: {key}: {variable} is not set")
+        if not text:
+            raise ConfigFileError(f"{where}: {key}: {variable} is empty")
+        try:
+            resolved[option] = _env_type(option)(text)
+        except ValueError as exc:
+            shown = "" if secret else f" ({_message(exc)})"
+            raise ConfigFileError(
+                f"{where}: {key}: {variable} is not a valid {option}{shown}"
+            ) from None
     return resolved
 
 
@@ -95,7 +150,7 @@ def _check_names(table: Mapping[str, Any], where: str) -> None:
     try:
         fields_set({key.removesuffix(_SECRET_SUFFIX): None for key in table})
     except TypeError as exc:
-        raise ConfigFileError(f"{where}: {exc}") from None
+        raise ConfigFileError(f"{where}: {_message(exc)}") from None
 
 
 def _overlay(
@@ -116,19 +171,35 @@ def _overlay(
     return overlay
 
 
+def _load(path: Path) -> dict[str, Any]:
+    """The TOML of *path*: a regular file (not a FIFO or a device) of at most MAX_FILE_SIZE
+    bytes, in UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigFileError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        raw = file.read(MAX_FILE_SIZE + 1)
+    if len(raw) > MAX_FILE_SIZE:
+        raise ConfigFileError(f"{path}: larger than {MAX_FILE_SIZE // 1024} KiB")
+    try:
+        return dict(tomllib.loads(raw.decode("utf-8")))
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
+
+
 def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
     """Read *path* for environment *env* (None: no overlay); every error names file and key.
 
     Every environment's tables are checked for unknown names, not only the one chosen.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
+    data = _load(path)
     _only(data, {"defaults", "pools", "env"}, str(path))
     defaults = _table(data, "defaults", str(path))
     _check_names(defaults, f"{path}: [defaults]")
@@ -152,6 +223,6 @@ def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
         try:
             config = PoolConfig.from_kwargs(**settings)
         except (TypeError, ValueError) as exc:
-            raise ConfigFileError(f"{where}: {exc}") from None
+            raise ConfigFileError(f"{where}: {_message(exc)}") from None
         result[name] = PoolSettings(config, fields_set(settings))
     return FileConfig(result, tuple(overlay.get("packs", ())), tuple(sorted(environments)))

@@ -155,6 +155,8 @@ class ConnectionPool:
         self._rollbacks_unreported = 0
         self._fill()
         self._maintenance = Maintenance(self)
+        if self._total:
+            self._maintenance.start()  # else with the first connection a borrower opens
         _POOLS.add(self)
 
     def __repr__(self) -> str:
@@ -465,6 +467,7 @@ class ConnectionPool:
         except BaseException:
             self._connect_abandoned()
             raise
+        self._maintenance.start()  # a no-op once it runs
         with self._lock:
             if not self._closed:
                 self._lent.add(conn)
@@ -1189,3 +1192,4 @@ class ConnectionPool:
         self._generation += 1
         if not self._closed:
             self._maintenance = Maintenance(self)
+            self._maintenance.start()

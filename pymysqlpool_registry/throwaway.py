@@ -315,6 +315,11 @@ class ThrowawayServer:
         return os.path.join(self._dir(), "data")
 
     @property
+    def socket_path(self) -> str:
+        """The server's unix socket."""
+        return os.path.join(self._dir(), "sock")
+
+    @property
     def error_log(self) -> str:
         return os.path.join(self._dir(), "err.log")
 
@@ -392,7 +397,7 @@ class ThrowawayServer:
             f"--datadir={self.datadir}",
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
-            f"--socket={os.path.join(d, 'sock')}",
+            f"--socket={self.socket_path}",
             f"--pid-file={os.path.join(d, 'mariadbd.pid')}",
             f"--log-error={self.error_log}",
             f"--tmpdir={self._private_tmp()}",

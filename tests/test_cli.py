@@ -344,10 +344,8 @@ def test_demo_rejects_a_duration_that_is_not_positive(
 
 
 def test_no_subcommand_is_a_usage_error() -> None:
-    result = run()
-    assert result.returncode == 2, show(result)
-    assert_no_traceback(result)
-    assert "usage: pymysqlpool" in result.stderr, show(result)
+    line = error_line(run())
+    assert "required: {demo,check,plugins,stats}" in line and "pymysqlpool --help" in line
 
 
 # --- check ------------------------------------------------------------------------------
@@ -449,7 +447,8 @@ def test_check_password_env_not_set(write: Write, good_pool: dict[str, Any]) -> 
     path = write(toml_table("pools.main", {**settings, "password_env": variable}))
     line = error_line(run("check", str(path), env=cli_env(**{variable: None})))
     assert str(path) in line
-    assert variable in line
+    assert "password_env: the environment variable it names is not set" in line
+    assert variable not in line  # a secret's variable is never shown: it may be a password
 
 
 def test_check_password_env_set(write: Write, server: ThrowawayServer, pw_user: str) -> None:
@@ -616,3 +615,175 @@ def test_stats_typo_key(write: Write) -> None:
     line = error_line(run("stats", str(path)))
     assert str(path) in line
     assert "'max_szie'" in line
+
+
+# --- hostile and malformed input: one line, its exit code, no secret ---------------------
+
+SECRET = "s3cr3t-PW"
+HOSTILE = "[/]\x1b[2J\x1b]0;owned\x07"  # rich markup, clear screen, set the terminal title
+
+
+def assert_clean_failure(result: Run, code: int, secret: str = SECRET) -> str:
+    """One line on stderr under about 200 characters, exit *code*, no secret, no escapes."""
+    assert result.returncode == code, show(result)
+    assert_no_traceback(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, show(result)
+    assert len(lines[0]) <= 210, lines[0]
+    for text in (result.stdout, result.stderr):
+        assert secret not in text, show(result)
+        assert "\x1b" not in text and "\x07" not in text, show(result)
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("dsn", "says"),
+    [
+        (f"mysql://app:{SECRET}/x@127.0.0.1:0/test", "port must be a number from 1 to 65535"),
+        (f"mysql://app:{SECRET}@127.0.0.1:0/test", "port must be a number from 1 to 65535"),
+        (f"mysql://app:{SECRET}/db", "port must be a number"),  # no '@': all of it is host:port
+        (f"mysql://app:{SECRET}@127.0.0.1/test#frag", "no '#' after the host"),
+        (f"mysql://app:{SECRET}@127.0.0.1/test?sslmode=on", "unknown DSN option 'sslmode'"),
+        (f"mysql://app:{SECRET}@127.0.0.1/test?ssl_mode=PREFERRED", "ssl_mode must be one of"),
+        (f"mysql://app:{SECRET}@127.0.0.1/test?ssl_mode=VERIFY_CA", "needs ssl_ca"),
+        (f"mysql://app:{SECRET}@127.0.0.1/test?unix_socket=", "unix_socket is empty"),
+        (f"mysql://app:{SECRET}@/test", "names no host"),
+        (f"mysql://:{SECRET}@127.0.0.1/test", "a password but no user"),
+    ],
+)
+def test_a_bad_dsn_is_refused_without_echoing_the_password(dsn: str, says: str) -> None:
+    line = assert_clean_failure(run("demo", "--dsn", dsn, "--seconds", "1"), 2)
+    assert says in line, line
+
+
+def test_the_dsn_comes_from_the_environment(server: ThrowawayServer, pw_user: str) -> None:
+    env = cli_env(PYMYSQLPOOL_DSN=dsn_of(server, pw_user, PW_SECRET))
+    result = run("demo", "--seconds", "1", "--threads", "2", env=env)
+    assert_demo_report(result, threads=2, max_size=4)
+
+
+def test_the_dsn_takes_a_unix_socket(server: ThrowawayServer) -> None:
+    dsn = f"mysql://root@/test?unix_socket={quote(server.socket_path, safe='')}"
+    assert_demo_report(run("demo", "--dsn", dsn, "--seconds", "1", "--threads", "2"), 2, 4)
+
+
+def test_the_dsn_asks_for_tls_and_does_not_silently_drop_it(server: ThrowawayServer) -> None:
+    dsn = f"mysql://root@{server.host}:{server.port}/test?ssl_mode=REQUIRED"
+    line = assert_clean_failure(run("demo", "--dsn", dsn, "--seconds", "1"), 2)
+    assert "2026" in line or "SSL" in line, line  # the throwaway server has no TLS
+
+
+def test_server_text_is_printed_literally(server: ThrowawayServer, write: Write) -> None:
+    kwargs = server.connect_kwargs(database=HOSTILE)
+    pools = toml_table(
+        "pools.hostile", {k: kwargs[k] for k in ("host", "port", "user", "database")}
+    )
+    result = run("check", str(write(pools)))
+    assert result.returncode == 1, show(result)  # a check failed: not a crash
+    assert_no_traceback(result)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout, show(result)
+    assert "Unknown database '[/]" in result.stdout  # markup shown, not parsed
+    user = quote(HOSTILE, safe="")
+    demo = run("demo", "--dsn", f"mysql://{user}@{server.host}:{server.port}/test")
+    assert "owned" in assert_clean_failure(demo, 2)  # the name, with its escapes defused
+
+
+def test_printable_defuses_control_characters() -> None:
+    from pymysqlpool_registry.cli import printable
+
+    assert printable("a\x1b[2Jb\x07\nc\u202ed") == "a\\x1b[2Jb\\x07\\nc\\u202ed"
+    assert printable("x" * 500) == "x" * 199 + "…"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ('[pools.a]\nautocommit = "yes"\n', "[pools.a]: 'autocommit' must be"),
+        ('[pools.a]\nssl = "yes"\n', "[pools.a]: 'ssl' must be a table of options, not str"),
+        ('[pools.a]\nconnect_args = "x"\n', "[pools.a]: 'connect_args' must be a table"),
+        ("[pools.a]\nendpoints = 5\n", "[pools.a]: 'endpoints' must be a list"),
+        ("[pools.a]\nport = true\n", "[pools.a]: 'port' must be an int, not bool"),
+        ("[pools.a]\ntimeout = inf\n", "[pools.a]: 'timeout' must be a finite number"),
+        (f'[pools.a]\nhost = "app:{SECRET}@db1"\n', "[pools.a]: 'host' must be a host name"),
+        (f'[pools.a]\nendpoints = ["app:{SECRET}@db1:3306"]\n', "without user or password"),
+        ('[pools.a]\npassword_env = "s3cr3tPW"\n', "[pools.a]: password_env: the environment"),
+        (f'[pools.a]\npassword_env = "x {SECRET}"\n', "password_env must be the name of an"),
+    ],
+)
+def test_config_errors_are_one_line_naming_file_table_and_key(
+    write: Write, text: str, names: str
+) -> None:
+    path = write(text)
+    line = assert_clean_failure(run("check", str(path)), 2)
+    assert str(path) in line and names in line, line
+    assert "s3cr3tPW" not in line  # a password pasted where the variable's name goes
+
+
+def test_an_empty_password_variable_is_an_error(write: Write) -> None:
+    path = write("[pools.a]\npassword_env = 'PYMYSQLPOOL_TEST_EMPTY'\n")
+    result = run("check", str(path), env=cli_env(PYMYSQLPOOL_TEST_EMPTY=""))
+    assert "password_env: the environment variable it names is empty" in assert_clean_failure(
+        result, 2
+    )
+
+
+def test_option_env_converts_to_the_option_type(write: Write, good_pool: dict[str, Any]) -> None:
+    settings = {k: v for k, v in good_pool.items() if k != "port"}
+    text = toml_table("pools.a", settings) + "port_env = 'PYMYSQLPOOL_TEST_PORT'\n"
+    env = cli_env(PYMYSQLPOOL_TEST_PORT=str(good_pool["port"]))
+    assert_success(run("check", str(write(text)), env=env))
+    bad = assert_clean_failure(
+        run("check", str(write(text)), env=cli_env(PYMYSQLPOOL_TEST_PORT="x")), 2
+    )
+    assert "port_env: environment variable 'PYMYSQLPOOL_TEST_PORT' is not a valid port" in bad
+
+
+def test_a_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[pools.a]\nhost = '\xe9'\n")
+    line = assert_clean_failure(run("check", str(path)), 2)
+    assert f"{path}: not UTF-8 text" in line, line
+
+
+def test_special_files_are_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "pools.fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):
+        line = assert_clean_failure(run("check", path, timeout=20), 2)
+        assert "not a regular file" in line or "cannot read" in line, line
+
+
+def test_a_huge_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_text("# padding\n" * 200_000)
+    assert "larger than 1024 KiB" in assert_clean_failure(run("check", str(path)), 2)
+
+
+def test_stats_on_thousands_of_pools_needs_no_thread_each(write: Write) -> None:
+    text = '[defaults]\nhost = "127.0.0.1"\nport = 1\n' + "".join(
+        f"[pools.p{i}]\n" for i in range(5000)
+    )
+    result = run("stats", str(write(text)), "--json")
+    assert result.returncode == 0, show(result)
+    assert len(json.loads(result.stdout)) == 5000
+
+
+def test_pools_without_connections_start_no_thread(connect_kwargs: dict[str, Any]) -> None:
+    import threading
+
+    from pymysqlpool_registry import Registry
+
+    registry = Registry()
+    before = threading.active_count()
+    for i in range(200):
+        registry.register(f"p{i}", **connect_kwargs)
+        registry.get(f"p{i}")
+    assert threading.active_count() == before
+    with registry.get("p0").connection():
+        assert threading.active_count() == before + 1  # its first connection starts it
+    registry.close_all()
+
+
+def test_a_usage_error_is_one_line() -> None:
+    line = assert_clean_failure(run("demo", "--threads", "many"), 2)
+    assert line.startswith("error: ") and "--threads" in line, line

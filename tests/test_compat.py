@@ -34,6 +34,10 @@ def rows(connect_kwargs: dict[str, Any], table: str) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
+def logged_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def _status(conn: Any, name: str) -> int:
     with conn.cursor() as cur:
         cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
@@ -108,7 +112,7 @@ def test_the_users_exception_wins_when_giving_back_fails_too(
         conn.close()  # the loan ends here: the block's exit cannot give it back again
         raise KeyError("mine")
     assert raised.value.args == ("mine",)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = logged_warnings(caplog)
     assert any("pool(compat)" in w and "after KeyError" in w for w in warnings), warnings
     if hasattr(raised.value, "__notes__"):
         assert "giving the connection back to pool(compat) failed" in raised.value.__notes__[0]
@@ -275,7 +279,7 @@ def test_uncommitted_writes_are_rolled_back_with_a_warning(
         with conn.cursor() as cur:
             cur.execute(f"INSERT INTO {table} VALUES (%s)", (i,))
         conn.close()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = logged_warnings(caplog)
     assert len(warnings) == 1, warnings
     assert "pool(wr)" in warnings[0] and "uncommitted work was rolled back" in warnings[0]
     assert rows(connect_kwargs, table) == []
@@ -294,7 +298,7 @@ def test_read_only_loans_and_failed_blocks_roll_back_silently(
     with pytest.raises(ValueError), pool.get_connection() as conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO {table} VALUES (1)")
         raise ValueError("the exception is the news")
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert logged_warnings(caplog) == []
     assert rows(connect_kwargs, table) == []
     pool.close()
 
@@ -337,7 +341,7 @@ def test_the_warning_counts_the_returns_it_stood_for(
         write_and_return(i)
     time.sleep(0.35)
     write_and_return(99)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = logged_warnings(caplog)
     assert len(warnings) == 2, warnings
     assert warnings[1].endswith("; 4 more since the last such warning")
     pool.close()

@@ -332,8 +332,16 @@ def test_secret_env_naming_an_unset_variable(
     message = load_error(reg, write(f"[pools.a]\npassword_env = '{UNSET_VAR}'\n"))
     assert "[pools.a]" in message
     assert "password_env" in message
-    assert UNSET_VAR in message
+    assert UNSET_VAR not in message  # it may be a password pasted in the wrong place
     assert "not set" in message
+
+
+def test_env_naming_an_unset_variable_names_it_when_not_secret(
+    reg: Registry, write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(UNSET_VAR, raising=False)
+    message = load_error(reg, write(f"[pools.a]\nhost_env = '{UNSET_VAR}'\n"))
+    assert f"host_env: environment variable {UNSET_VAR!r} is not set" in message
 
 
 def test_packs_not_a_list(reg: Registry, write: Write) -> None:

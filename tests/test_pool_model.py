@@ -133,19 +133,6 @@ class FakeConnection(Connection):
             or (self._pending_reply and not self.network.slow_replies)
         )
 
-    def server_closed(self) -> bool:
-        if not self.fake_open:
-            return True
-        if not self.readable():
-            return False
-        if not self._pending_reply:
-            return True
-        try:
-            self.read_pending_reply()
-        except Exception:  # noqa: BLE001 - as the real one: a failed reply means dead
-            return True
-        return self.eof
-
     def send_rollback(self) -> None:
         self._check_borrower()
         self.commands.append("rollback (pipelined)")
@@ -249,7 +236,7 @@ def shut(pool: ConnectionPool) -> None:
     pool.close()
     for conn in list(pool._lent):
         conn.discard()
-    pool._maintenance._thread.join(WAIT_LIMIT)
+    pool._maintenance.join(WAIT_LIMIT)
 
 
 # --- the state machine ---
@@ -406,8 +393,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.pool._gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
         maintenance = self.pool._maintenance
         maintenance.stop()
-        maintenance._thread.join(WAIT_LIMIT)
-        assert not maintenance._thread.is_alive()
+        assert maintenance.join(WAIT_LIMIT)
 
     def teardown(self) -> None:
         if self.pool is not None:
@@ -648,8 +634,7 @@ class PoolMachine(RuleBasedStateMachine):
             self._expect_return(conn, None)
             conn.close()
         assert self.pool.close(timeout=WAIT_LIMIT) is True
-        self.pool._maintenance._thread.join(WAIT_LIMIT)
-        assert not self.pool._maintenance._thread.is_alive()
+        assert self.pool._maintenance.join(WAIT_LIMIT)
         with pytest.raises(PoolClosedError):
             self.pool.get_connection(timeout=0)
         assert [conn.discards for conn in self.factory.made] == [1] * len(self.factory.made)
