@@ -10,6 +10,7 @@ from .configfile import ConfigFileError
 from .connection import Connection
 from .endpoints import Endpoint
 from .errors import (
+    ConnectFailedError,
     ConnectionReturnedError,
     EndpointRefusedError,
     GetConnectionFromPoolError,
@@ -28,6 +29,7 @@ from .registry import Registry
 
 __all__ = [
     "ConfigFileError",
+    "ConnectFailedError",
     "ConnectVerdict",
     "Connection",
     "ConnectionPool",

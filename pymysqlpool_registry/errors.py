@@ -21,12 +21,24 @@ class PoolError(_Message, pymysql.err.OperationalError):
 
 
 class GetConnectionFromPoolError(PoolError):
-    """No connection could be had from a pool within the time allowed."""
+    """No connection could be had from a pool: the base of PoolTimeout and ConnectFailedError,
+    and what pymysql-pool raised (its message format is kept)."""
 
     __module__ = "pymysqlpool_registry"
 
 
-PoolTimeout = GetConnectionFromPoolError
+class PoolTimeout(GetConnectionFromPoolError):
+    """The borrower's wait ran out: the pool stayed full, or connects kept failing (then the
+    last connect error is the cause)."""
+
+    __module__ = "pymysqlpool_registry"
+
+
+class ConnectFailedError(GetConnectionFromPoolError):
+    """The request ended on an answer no wait can change: a connect error no retry fixes
+    (access denied, ...), a refused endpoint, or no usable endpoint; the cause says which."""
+
+    __module__ = "pymysqlpool_registry"
 
 
 class EndpointRefusedError(PoolError):

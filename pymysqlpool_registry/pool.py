@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,22 +17,23 @@ import attrs
 from pymysql.constants import SERVER_STATUS
 
 from ._checks import check_wait
-from ._gate import ConnectGate
 from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
-from .endpoints import Endpoint, EndpointState
-from .errnos import SERVER_FULL_ERRNOS, error_number
+from .endpoints import EndpointSet, EndpointState
+from .errnos import error_number
 from .errors import (
+    ConnectFailedError,
     ConnectionReturnedError,
     EndpointRefusedError,
-    GetConnectionFromPoolError,
     NoEndpointError,
     PluginError,
     PoolClosedError,
+    PoolTimeout,
 )
 from .hookspecs import ConnectVerdict, Verdict
+from .waiting import ConnectGate, Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
@@ -45,57 +46,6 @@ _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled ba
 #: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
 #: pool goes back to the preferred endpoints once they recover.
 _FALLBACK_LIFETIME = 30.0
-#: Endpoint roles in the order a pool of each role prefers them.
-_ROLE_PREFERENCE = {
-    "any": ("writer", "any", "reader"),  # only order among groups; roles are usually unset
-    "writer": ("writer", "any", "reader"),
-    "reader": ("reader", "any", "writer"),
-}
-
-
-class _Waiter:
-    """A borrower waiting in line. Under the pool's lock the pool hands it a connection, a
-    slot to open one in, or an error, or only wakes it to look again (a connect may start)."""
-
-    __slots__ = ("conn", "error", "failures", "lock", "slot", "thread", "woken")
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures  # the gate's failed attempts when it came: later ones answer it
-        self.thread = current_thread()
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.conn: Connection | None = None
-        self.slot = False
-        self.error: BaseException | None = None
-        self.woken = False
-
-    @property
-    def handed(self) -> bool:
-        return self.conn is not None or self.slot or self.error is not None
-
-    def wake(self) -> None:
-        """Under the pool's lock: end the waiter's sleep (at most one wake is pending)."""
-        if not self.woken:
-            self.woken = True
-            self.lock.release()
-
-    def hand(
-        self, conn: Connection | None = None, slot: bool = False, error: BaseException | None = None
-    ) -> None:
-        """Under the pool's lock: give the waiter what it waits for, and wake it."""
-        self.conn, self.slot, self.error = conn, slot, error
-        self.wake()
-
-    def sleep(self, timeout: float) -> None:
-        """Sleep until woken or for *timeout* seconds (outside the pool's lock)."""
-        if timeout > 0:
-            self.lock.acquire(timeout=timeout)
-
-    def settle(self) -> None:
-        """Under the pool's lock, after a sleep: take back a wake that came in meanwhile."""
-        if self.woken:
-            self.lock.acquire(blocking=False)  # held again whether or not sleep took it
-            self.woken = False
 
 
 class ConnectionPool:
@@ -127,12 +77,11 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._idle: deque[Connection] = deque()
         self._take_idle = self._idle.pop if config.lifo else self._idle.popleft
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
         self._lent: set[Connection] = set()
         self._total = 0  # open connections plus slots being opened
         self._generation = 0  # bumped by invalidate(); older connections are not reused
-        self._endpoints: list[EndpointState] = []
-        self._use_endpoints(config, {})
+        self._endpoints = EndpointSet(self._lock, config)
         self._closed = False
         self._counts = dict.fromkeys(
             (
@@ -175,9 +124,7 @@ class ConnectionPool:
         """Each endpoint's open connections, connect failures in a row, ejection and the
         check_endpoint verdict on its last new connection (``"read-only"`` where a writer pool
         found a replica, ``"ok"`` where it can write)."""
-        now = monotonic()
-        with self._lock:
-            return [state.describe(now) for state in self._endpoints]
+        return self._endpoints.describe(monotonic())
 
     def stats(self) -> dict[str, float]:
         """A snapshot of the pool's state and counters since it was created."""
@@ -225,7 +172,7 @@ class ConnectionPool:
                 break
             self._discard(conn, unfit)
             if monotonic() >= deadline:  # dead connections (a hung server) used up the time
-                raise self._timeout_error(timeout, retry_num, started)
+                raise self._request_failed(timeout, retry_num, started)
         self._lend(conn, now, started)
         return conn
 
@@ -305,26 +252,9 @@ class ConnectionPool:
         DNS or a cloud API. Endpoints kept keep their state and connections; connections to
         the others are closed as they come back or idle."""
         config = attrs.evolve(self.config, endpoints=endpoints)  # validated like the config
-        with self._lock:
-            kept = {state.endpoint: state for state in self._endpoints}
-            for state in self._use_endpoints(config, kept):
-                state.epoch += 1  # no longer listed: its connections retire
-        self._maintenance.wake()
-
-    def _use_endpoints(
-        self, config: PoolConfig, states: dict[Endpoint, EndpointState]
-    ) -> list[EndpointState]:
-        """Adopt *config* and its endpoints, reusing *states*; return the states left over."""
-        endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
+        self._endpoints.replace(config)
         self.config = config
-        self._endpoints = [
-            states.pop(endpoint) if endpoint in states else EndpointState(endpoint)
-            for endpoint in endpoints
-        ]
-        self._best_rank = min(self._rank(state) for state in self._endpoints)
-        #: Re-check endpoints periodically only where a check can tell them apart.
-        self._rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
-        return list(states.values())
+        self._maintenance.wake()
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's size limits at run time (validated like the config)."""
@@ -371,7 +301,7 @@ class ConnectionPool:
             if self._total < self.config.max_size and self._gate.try_start(monotonic()):
                 self._total += 1
             else:
-                waiter = _Waiter(self._gate.failures)
+                waiter = Waiter(self._gate.failures)
                 self._waiters.append(waiter)
                 self._counts["waited"] += 1
         while True:
@@ -385,7 +315,7 @@ class ConnectionPool:
             waiter = opened
 
     def _wait(
-        self, waiter: _Waiter, deadline: float, timeout: float, retry_num: int, started: float
+        self, waiter: Waiter, deadline: float, timeout: float, retry_num: int, started: float
     ) -> Connection | None:
         """Wait in line for a hand-off; None means a slot to open a connection in."""
         waiting_since = monotonic()
@@ -420,14 +350,14 @@ class ConnectionPool:
         with self._lock:
             self._wait_time += monotonic() - waiting_since
         if answer is not None:
-            raise self._timeout_error(timeout, retry_num, started, answer, True) from answer
+            raise self._request_failed(timeout, retry_num, started, answer, True) from answer
         if waiter.error is not None:
             raise waiter.error
         if not waiter.handed:
-            raise self._timeout_error(timeout, retry_num, started)
+            raise self._request_failed(timeout, retry_num, started)
         return waiter.conn
 
-    def _leave_line(self, waiter: _Waiter) -> None:
+    def _leave_line(self, waiter: Waiter) -> None:
         """Give back whatever an interrupted waiter was or is about to be handed."""
         with self._lock:
             queued = waiter in self._waiters
@@ -442,7 +372,7 @@ class ConnectionPool:
 
     def _open_in_slot(
         self, deadline: float, timeout: float, retry_num: int, started: float
-    ) -> Connection | _Waiter:
+    ) -> Connection | Waiter:
         """Open a connection in a slot this thread holds, trying each endpoint once.
 
         A failure the classify_connect_error hooks call RETRY, with time left, frees the slot
@@ -462,8 +392,8 @@ class ConnectionPool:
                 return self._requeue()
             self._release_slot()
             if isinstance(exc, NoEndpointError) or not retry:  # an answer, not a wait
-                raise self._timeout_error(timeout, retry_num, started, exc, True) from exc
-            raise self._timeout_error(timeout, retry_num, started, exc) from exc
+                raise self._request_failed(timeout, retry_num, started, exc, True) from exc
+            raise self._request_failed(timeout, retry_num, started, exc) from exc
         except BaseException:
             self._connect_abandoned()
             raise
@@ -517,10 +447,10 @@ class ConnectionPool:
             verdict = None
         return verdict is not ConnectVerdict.FAIL
 
-    def _requeue(self) -> _Waiter:
+    def _requeue(self) -> Waiter:
         """Free this borrower's slot and put it back at the head of the line."""
         with self._lock:
-            waiter = _Waiter(self._gate.failures)
+            waiter = Waiter(self._gate.failures)
             self._total -= 1
             self._waiters.appendleft(waiter)
             if self._closed:
@@ -552,10 +482,10 @@ class ConnectionPool:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
         generation = self._generation  # an invalidate() during the connect makes it stale
-        state, epoch = self._choose_endpoint(started, tried or ())
+        state, epoch = self._endpoints.choose(started, tried or (), self._select_endpoint)
         if tried is not None:
             tried.add(state)
-            if len(tried) < len(self._endpoints):  # another is left to try: don't hang here
+            if self._endpoints.left_to_try(tried):  # another is left: don't hang on this one
                 limit = min(limit, self.config.failover_timeout)
         try:
             conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
@@ -578,11 +508,7 @@ class ConnectionPool:
             current = state.epoch == epoch  # else the endpoint failed while we connected
             if current:
                 self._counts["created"] += 1
-                if state.failures:  # rejoining: round-robin must not pile onto it
-                    others = (s.chosen for s in self._endpoints if s is not state)
-                    state.chosen = max(state.chosen, min(others, default=0))
-                state.succeeded()
-                state.open += 1
+                self._endpoints.joined(state)
                 if self._gate.succeeded():  # the outage is over: waiters may connect again
                     self._grant_slots()
                     self._wake_waiters()
@@ -599,7 +525,7 @@ class ConnectionPool:
         conn._dirty = conn._used = False
         now = conn._idle_since = monotonic()
         lifetime = self.config.max_lifetime
-        if self._rank(state) > self._best_rank:  # a fallback: retry the preferred ones soon
+        if self._endpoints.is_fallback(state):  # retry the preferred ones soon
             lifetime = min(lifetime or _FALLBACK_LIFETIME, _FALLBACK_LIFETIME)
         if lifetime is not None:
             conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
@@ -625,8 +551,7 @@ class ConnectionPool:
             conn.discard()
             raise
         with self._lock:
-            state.check = refused or "ok"
-            state.checked_at = monotonic()
+            self._endpoints.checked(state, refused or "ok", monotonic())
         if refused:
             conn.discard()
             raise EndpointRefusedError(
@@ -636,7 +561,7 @@ class ConnectionPool:
     def _create_anywhere(self, reason: str, limit: float) -> Connection:
         """Open a connection, trying each endpoint once. With several, raise NoEndpointError
         (caused by the last connect error) when every one failed; with one, its error."""
-        tried: set[EndpointState] | None = set() if len(self._endpoints) > 1 else None
+        tried: set[EndpointState] | None = set() if self._endpoints.several else None
         last: Exception | None = None
         while True:
             try:
@@ -657,67 +582,17 @@ class ConnectionPool:
         health: bool = False,
         connecting: bool = False,
     ) -> None:
-        """Count a failure of *state*'s endpoint (and a connect error, if *connecting*). A
-        failed health check (*health*) ejects it at once; an ejection retires the connections
-        open to it, unless it is the only one or the server is only full (its open
-        connections are fine)."""
-        config = self.config
-        now = monotonic()
-        full = error_number(error) in SERVER_FULL_ERRNOS
+        """Count a failure of *state*'s endpoint (and a connect error, if *connecting*);
+        a failed health check (*health*) ejects it at once."""
         with self._lock:
             if connecting:
                 self._counts["connect_errors"] += 1
-            state.failed(error, now, 1 if health else config.eject_after, config.eject_backoff)
-            if health or (state.ejected(now) and len(self._endpoints) > 1 and not full):
-                state.epoch += 1
+            self._endpoints.failed(state, error, monotonic(), health)
 
-    def endpoint_state(self) -> str:
-        """One line on each endpoint: role, open connections, ejection and its last error."""
-        now = monotonic()
-        with self._lock:
-            parts = [
-                f"{s.endpoint} ({s.endpoint.role}, {s.open} open"
-                + (f", ejected for {s.ejected_until - now:.1f} s" if s.ejected(now) else "")
-                + (f": {s.last_error}" if s.failures else "")
-                + ")"
-                for s in self._endpoints
-            ]
-        return "; ".join(parts)
-
-    def _rank(self, state: EndpointState) -> int:
-        """How far down this pool's role preference *state*'s endpoint comes (0: first)."""
-        return _ROLE_PREFERENCE[self.config.role].index(state.endpoint.role)
-
-    def _choose_endpoint(
-        self, now: float, tried: Collection[EndpointState]
-    ) -> tuple[EndpointState, int]:
-        """The endpoint of the next connection and its epoch now: the select_endpoint hooks'
-        choice among those not ejected nor *tried*, in the best role group (all ejected: the
-        one whose ejection ends first)."""
-        with self._lock:
-            states = [s for s in self._endpoints if s not in tried]
-            usable = [s for s in states if not s.ejected(now)]
-            if usable:  # the best role group only: a reader pool reads from the writer last
-                best = min(self._rank(s) for s in usable)
-                candidates = [s for s in usable if self._rank(s) == best]
-            else:
-                candidates = [min(states, key=lambda s: s.ejected_until)] if states else []
-        if not candidates:
-            raise NoEndpointError(0, f"no usable endpoint: {self.endpoint_state()}")
+    def _select_endpoint(self, candidates: list[EndpointState]) -> EndpointState | None:
+        """The select_endpoint hooks' choice among *candidates* (None: the first)."""
         select = self._hooks.select_endpoint
-        try:
-            chosen = None if select is None else select(pool=self, candidates=candidates)
-        except Exception as exc:
-            raise PluginError(f"pymysqlpool_select_endpoint failed: {exc!r}") from exc
-        if chosen is None:
-            chosen = candidates[0]
-        elif chosen not in candidates:
-            raise PluginError("pymysqlpool_select_endpoint chose an endpoint not offered to it")
-        with self._lock:
-            if chosen in self._endpoints:
-                chosen.chosen += 1
-                return chosen, chosen.epoch
-        return self._choose_endpoint(now, tried)  # set_endpoints() removed it meanwhile
+        return None if select is None else select(pool=self, candidates=candidates)
 
     def _fill(self) -> None:
         """Open min_size connections now; on failure close what was opened and raise."""
@@ -762,16 +637,17 @@ class ConnectionPool:
             return "endpoint-failed"  # it failed during the ping
         return None
 
-    def _timeout_error(
+    def _request_failed(
         self,
         timeout: float,
         retry_num: int,
         started: float,
         cause: BaseException | None = None,
         answered: bool = False,
-    ) -> GetConnectionFromPoolError:
-        """Count a failed request and build its error: the old pymysql-pool's wording after a
-        wait, or without "within" when the request ended early on an *answered* cause."""
+    ) -> PoolTimeout | ConnectFailedError:
+        """Count a failed request and build its error: a PoolTimeout in the old pymysql-pool's
+        wording after a wait, or a ConnectFailedError, without "within", when the request
+        ended early on an *answered* cause."""
         with self._lock:
             self._counts["timeouts"] += 1
         if self._hooks.on_timeout is not None:
@@ -784,7 +660,8 @@ class ConnectionPool:
         if cause is not None:
             message += f": {cause}"
         # the connect error's number, so that code checking e.args[0] (2003...) still works
-        error = GetConnectionFromPoolError(error_number(cause) or 0 if cause else 0, message)
+        kind = ConnectFailedError if answered else PoolTimeout
+        error = kind(error_number(cause) or 0 if cause else 0, message)
         error.__cause__ = cause
         return error
 
@@ -1026,7 +903,7 @@ class ConnectionPool:
             config.max_idle,
             config.keepalive_interval,
             config.leak_threshold,
-            config.endpoint_check_interval if self._rechecks else None,
+            config.endpoint_check_interval if self._endpoints.rechecks else None,
         )
         wait = min([1.0, *(p / 4 for p in periods if p is not None)])
         with self._lock:
@@ -1077,7 +954,7 @@ class ConnectionPool:
         """Under the lock: lend to this thread one idle connection of each endpoint not
         checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
         interval = self.config.endpoint_check_interval
-        if interval is None or not self._rechecks:
+        if interval is None or not self._endpoints.rechecks:
             return []
         picked: dict[EndpointState, Connection] = {}
         for conn in self._idle:
@@ -1187,8 +1064,7 @@ class ConnectionPool:
         self._lent.clear()
         self._waiters.clear()
         self._total = 0
-        for state in self._endpoints:
-            state.open = 0
+        self._endpoints.after_fork(self._lock)
         self._generation += 1
         if not self._closed:
             self._maintenance = Maintenance(self)

@@ -12,11 +12,13 @@ import pymysql
 import pytest
 
 from pymysqlpool_registry import (
+    ConnectFailedError,
     ConnectionPool,
     ConnectionReturnedError,
     GetConnectionFromPoolError,
     NoEndpointError,
     PoolConfig,
+    PoolTimeout,
     Registry,
     hookimpl,
 )
@@ -87,6 +89,7 @@ def test_waiters_learn_the_connect_error_the_pool_saw(limited: dict[str, Any]) -
         with pytest.raises(GetConnectionFromPoolError) as raised:
             waiter.finish()
         assert "within 0.5*1 second(s)" in str(raised.value)
+        assert isinstance(raised.value, PoolTimeout)
         assert error_number(raised.value.__cause__) == 1226
         assert "max_user_connections" in str(raised.value)
         assert raised.value.args[0] == 1226
@@ -311,6 +314,7 @@ def test_no_endpoint_error_is_the_documented_cause() -> None:
     pool = ConnectionPool(endpoints=[f"127.0.0.1:{unused_port()}", f"127.0.0.1:{unused_port()}"])
     with pytest.raises(GetConnectionFromPoolError) as raised:
         pool.get_connection()
+    assert isinstance(raised.value, ConnectFailedError)  # an answer, not a timeout
     cause = raised.value.__cause__
     assert isinstance(cause, NoEndpointError)
     assert error_number(cause.__cause__) == 2003

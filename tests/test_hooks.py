@@ -541,6 +541,7 @@ def test_hook_pymysqlpool_classify_connect_error_fail_ends_the_request_at_once(
     with pytest.raises(GetConnectionFromPoolError) as raised:
         pool.get_connection()
     assert "within" not in str(raised.value)  # an answer, not a wait
+    assert type(raised.value).__name__ == "ConnectFailedError"
     assert raised.value.__cause__ is judge.errors[0]
     assert error_number(judge.errors[0]) == 2003
     assert pool.stats()["connect_errors"] == 1

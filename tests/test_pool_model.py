@@ -38,8 +38,8 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
-from pymysqlpool_registry._gate import ConnectGate
 from pymysqlpool_registry.testing import Worker, start_thread, wait_until
+from pymysqlpool_registry.waiting import ConnectGate
 
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS

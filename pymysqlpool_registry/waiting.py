@@ -1,8 +1,16 @@
-"""ConnectGate: how a pool spaces out its connect attempts while they fail."""
+"""Waiting for a connection: a borrower in line (Waiter) and the gate that spaces out connect
+attempts while they fail (ConnectGate)."""
 
 from __future__ import annotations
 
 import random
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+current_thread = threading.current_thread
 
 #: Seconds before the next attempt after a failed one: doubling from the first to the cap,
 #: each drawn between half and all of it (jitter), so a pool sends at most a few connects a
@@ -81,3 +89,48 @@ class ConnectGate:
     def abandoned(self) -> None:
         """An attempt that started ended without an answer (interrupted, or a plugin failed)."""
         self.probing = False
+
+
+class Waiter:
+    """A borrower waiting in line. Under the pool's lock the pool hands it a connection, a
+    slot to open one in, or an error, or only wakes it to look again (a connect may start)."""
+
+    __slots__ = ("conn", "error", "failures", "lock", "slot", "thread", "woken")
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures  # the gate's failed attempts when it came: later ones answer it
+        self.thread = current_thread()
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.conn: Connection | None = None
+        self.slot = False
+        self.error: BaseException | None = None
+        self.woken = False
+
+    @property
+    def handed(self) -> bool:
+        return self.conn is not None or self.slot or self.error is not None
+
+    def wake(self) -> None:
+        """Under the pool's lock: end the waiter's sleep (at most one wake is pending)."""
+        if not self.woken:
+            self.woken = True
+            self.lock.release()
+
+    def hand(
+        self, conn: Connection | None = None, slot: bool = False, error: BaseException | None = None
+    ) -> None:
+        """Under the pool's lock: give the waiter what it waits for, and wake it."""
+        self.conn, self.slot, self.error = conn, slot, error
+        self.wake()
+
+    def sleep(self, timeout: float) -> None:
+        """Sleep until woken or for *timeout* seconds (outside the pool's lock)."""
+        if timeout > 0:
+            self.lock.acquire(timeout=timeout)
+
+    def settle(self) -> None:
+        """Under the pool's lock, after a sleep: take back a wake that came in meanwhile."""
+        if self.woken:
+            self.lock.acquire(blocking=False)  # held again whether or not sleep took it
+            self.woken = False
