@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
+from .connector import Connector
 from .endpoints import EndpointSet, EndpointState
 from .errnos import error_number
 from .errors import (
@@ -32,7 +32,7 @@ from .errors import (
     PoolClosedError,
     PoolTimeout,
 )
-from .hookspecs import ConnectVerdict, Verdict
+from .hookspecs import Verdict
 from .waiting import ConnectGate, Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
@@ -40,12 +40,8 @@ monotonic = time.monotonic
 current_thread = threading.current_thread
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-_LIFETIME_JITTER = 0.1
 _MIN_ROUND = 0.01  # seconds: the shortest wait between two maintenance rounds
 _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
-#: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
-#: pool goes back to the preferred endpoints once they recover.
-_FALLBACK_LIFETIME = 30.0
 
 
 class ConnectionPool:
@@ -102,7 +98,9 @@ class ConnectionPool:
         self._gate = ConnectGate()  # spaces out connect attempts while they fail
         self._rollback_warned_until = 0.0
         self._rollbacks_unreported = 0
-        self._fill()
+        self._connector = Connector(self)
+        self._idle.extend(self._connector.fill(config.min_size))
+        self._total = len(self._idle)
         self._maintenance = Maintenance(self)
         if self._total:
             self._maintenance.start()  # else with the first connection a borrower opens
@@ -382,7 +380,7 @@ class ConnectionPool:
         if timeout > 0:
             limit = min(limit, max(deadline - monotonic(), 0.001))
         try:
-            conn = self._create_anywhere("grow", limit)
+            conn = self._connector.open("grow", limit)
         except PluginError:
             self._connect_abandoned()
             raise
@@ -413,7 +411,7 @@ class ConnectionPool:
         NoEndpointError (every endpoint failed) closes the gate too, so that the borrowers
         after it get the same answer at once instead of each trying every endpoint again.
         """
-        retry = isinstance(error, NoEndpointError) or self._classify_connect(error)
+        retry = isinstance(error, NoEndpointError) or self._connector.retryable(error)
         with self._lock:
             if retry:
                 self._gate.failed(error, monotonic())
@@ -435,17 +433,18 @@ class ConnectionPool:
             for waiter in self._waiters:
                 waiter.wake()
 
-    def _classify_connect(self, error: Exception) -> bool:
-        """True if the classify_connect_error hooks say a retry may fix *error*."""
-        if isinstance(error, EndpointRefusedError):
-            return False  # the endpoint answered: it is not what this pool needs
-        classify = self._hooks.classify_connect_error
-        try:
-            verdict = None if classify is None else classify(pool=self, error=error)
-        except Exception:
-            logger.exception("classify_connect_error hook failed in pool(%s)", self.name)
-            verdict = None
-        return verdict is not ConnectVerdict.FAIL
+    def _connected(self, state: EndpointState, epoch: int) -> bool:
+        """Count a new connection to *state*'s endpoint, opened at *epoch*; False if the
+        endpoint failed meanwhile (then it must not be used). A success ends an outage."""
+        with self._lock:
+            if state.epoch != epoch:
+                return False
+            self._counts["created"] += 1
+            self._endpoints.joined(state)
+            if self._gate.succeeded():  # the outage is over: waiters may connect again
+                self._grant_slots()
+                self._wake_waiters()
+            return True
 
     def _requeue(self) -> Waiter:
         """Free this borrower's slot and put it back at the head of the line."""
@@ -468,144 +467,6 @@ class ConnectionPool:
                 return
             self._total += 1
             self._waiters.popleft().hand(slot=True)
-
-    def _create(
-        self, reason: str, limit: float, tried: set[EndpointState] | None = None
-    ) -> Connection:
-        """Open a connection through the create_connection hook and adopt it.
-
-        With *tried*, skip the endpoints in it and add the one tried; raise
-        :class:`NoEndpointError` when every endpoint was tried.
-        """
-        create = self._hooks.create_connection
-        if create is None:
-            raise PluginError("no plugin implements pymysqlpool_create_connection")
-        started = monotonic()
-        generation = self._generation  # an invalidate() during the connect makes it stale
-        state, epoch = self._endpoints.choose(started, tried or (), self._select_endpoint)
-        if tried is not None:
-            tried.add(state)
-            if self._endpoints.left_to_try(tried):  # another is left: don't hang on this one
-                limit = min(limit, self.config.failover_timeout)
-        try:
-            conn = create(pool=self, reason=reason, timeout=limit, endpoint=state.endpoint)
-            self._vet(conn, state, limit)
-        except EndpointRefusedError as exc:
-            self._endpoint_failed(state, exc, health=True, connecting=True)
-            raise
-        except Exception as exc:
-            self._endpoint_failed(state, exc, connecting=True)
-            raise
-        if not isinstance(conn, Connection):
-            close = getattr(conn, "close", None)
-            if callable(close):
-                close()
-            raise PluginError(
-                f"pymysqlpool_create_connection returned {type(conn).__name__}, "
-                "not a pymysqlpool_registry.Connection"
-            )
-        with self._lock:
-            current = state.epoch == epoch  # else the endpoint failed while we connected
-            if current:
-                self._counts["created"] += 1
-                self._endpoints.joined(state)
-                if self._gate.succeeded():  # the outage is over: waiters may connect again
-                    self._grant_slots()
-                    self._wake_waiters()
-        if not current:
-            conn.discard()
-            raise EndpointRefusedError(
-                0, f"{state.endpoint} failed while pool({self.name}) connected to it"
-            )
-        conn._pool = self
-        conn._endpoint = state
-        conn._endpoint_epoch = epoch
-        conn._check_owner = self.config.check_owner_thread
-        conn._generation = generation
-        conn._dirty = conn._used = False
-        now = conn._idle_since = monotonic()
-        lifetime = self.config.max_lifetime
-        if self._endpoints.is_fallback(state):  # retry the preferred ones soon
-            lifetime = min(lifetime or _FALLBACK_LIFETIME, _FALLBACK_LIFETIME)
-        if lifetime is not None:
-            conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
-        if self._hooks.on_connect is not None:
-            self._hooks.on_connect(
-                pool=self, connection=conn, reason=reason, duration=now - started
-            )
-        return conn
-
-    def _vet(self, conn: Any, state: EndpointState, limit: float) -> None:
-        """Run the check_endpoint hooks on *conn*, each read bounded by *limit* seconds;
-        close it and raise EndpointRefusedError if they refuse its endpoint."""
-        check = self._hooks.check_endpoint
-        if check is None or not isinstance(conn, Connection):
-            return
-        try:
-            with conn.bounded(limit):
-                refused = check(pool=self, connection=conn, endpoint=state.endpoint)
-                if not refused and conn.in_transaction:  # its snapshot must not reach a borrower
-                    conn.rollback()
-            conn._last_error = None  # errors the check caught are not a borrower's
-        except BaseException:
-            conn.discard()
-            raise
-        with self._lock:
-            self._endpoints.checked(state, refused or "ok", monotonic())
-        if refused:
-            conn.discard()
-            raise EndpointRefusedError(
-                0, f"{state.endpoint} refused for pool({self.name}): {refused}"
-            )
-
-    def _create_anywhere(self, reason: str, limit: float) -> Connection:
-        """Open a connection, trying each endpoint once. With several, raise NoEndpointError
-        (caused by the last connect error) when every one failed; with one, its error."""
-        tried: set[EndpointState] | None = set() if self._endpoints.several else None
-        last: Exception | None = None
-        while True:
-            try:
-                return self._create(reason, limit, tried)
-            except NoEndpointError as exc:
-                raise exc from last
-            except PluginError:
-                raise
-            except Exception as exc:
-                if tried is None:
-                    raise
-                last = exc
-
-    def _endpoint_failed(
-        self,
-        state: EndpointState,
-        error: BaseException,
-        health: bool = False,
-        connecting: bool = False,
-    ) -> None:
-        """Count a failure of *state*'s endpoint (and a connect error, if *connecting*);
-        a failed health check (*health*) ejects it at once."""
-        with self._lock:
-            if connecting:
-                self._counts["connect_errors"] += 1
-            self._endpoints.failed(state, error, monotonic(), health)
-
-    def _select_endpoint(self, candidates: list[EndpointState]) -> EndpointState | None:
-        """The select_endpoint hooks' choice among *candidates* (None: the first)."""
-        select = self._hooks.select_endpoint
-        return None if select is None else select(pool=self, candidates=candidates)
-
-    def _fill(self) -> None:
-        """Open min_size connections now; on failure close what was opened and raise."""
-        opened: list[Connection] = []
-        try:
-            for _ in range(self.config.min_size):
-                opened.append(self._create_anywhere("fill", self.config.connect_timeout))
-        except BaseException:
-            for conn in opened:
-                conn.discard()
-            raise
-        self._idle.extend(opened)
-        self._total = len(opened)
 
     def _unfit(
         self, conn: Connection, now: float, deadline: float, ping: bool = False
@@ -712,7 +573,9 @@ class ConnectionPool:
         if verdict is Verdict.EJECT_ENDPOINT and conn._endpoint is not None:
             reason = "endpoint-failed"
             if conn._endpoint_epoch == conn._endpoint.epoch:  # else already counted
-                self._endpoint_failed(conn._endpoint, error or RuntimeError("eject"), health=True)
+                self._connector.endpoint_failed(
+                    conn._endpoint, error or RuntimeError("eject"), health=True
+                )
         elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
             reason = "error"
         elif not conn.socket_open:
@@ -974,9 +837,9 @@ class ConnectionPool:
         state = conn._endpoint
         assert state is not None
         try:
-            self._vet(conn, state, self.config.ping_timeout)
+            self._connector.vet(conn, state, self.config.ping_timeout)
         except EndpointRefusedError as exc:
-            self._endpoint_failed(state, exc, health=True)
+            self._connector.endpoint_failed(state, exc, health=True)
             self._discard(conn, "endpoint-failed")
         except Exception:  # noqa: BLE001 - any failure means the connection is gone
             self._discard(conn, "dead")
@@ -1026,7 +889,7 @@ class ConnectionPool:
                     self._release_slot(wake=False)
                 return
             try:
-                conn = self._create_anywhere("fill", self.config.connect_timeout)
+                conn = self._connector.open("fill", self.config.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
                 now = monotonic()
                 with self._lock:

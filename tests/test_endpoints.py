@@ -150,7 +150,9 @@ def test_idle_connections_of_an_ejected_endpoint_are_not_lent(
 ) -> None:
     pool = make(pools, trio[:2], max_size=4, eject_backoff=30.0)
     pool.get_connection().close()  # an idle connection to the first endpoint
-    pool._endpoint_failed(pool._endpoints.states[0], OSError("down"))  # as if a connect failed
+    pool._connector.endpoint_failed(
+        pool._endpoints.states[0], OSError("down")
+    )  # as if a connect failed
     with pool.connection(timeout=5) as conn:
         assert port_of(conn) == trio[1].port
     assert pool.stats()["discarded"] == 1
