@@ -1,15 +1,26 @@
-"""The maintenance thread a pool runs for its periodic work, and fork safety for all pools."""
+"""A pool's periodic work: its maintenance thread, one round of it, and fork safety for all
+pools."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
+import traceback
 import weakref
 from typing import TYPE_CHECKING
 
+from .errors import EndpointRefusedError
+
 if TYPE_CHECKING:
+    from .connection import Connection
+    from .endpoints import EndpointState
     from .pool import ConnectionPool
+
+monotonic = time.monotonic
+current_thread = threading.current_thread
+_MIN_ROUND = 0.01  # seconds: the shortest wait between two maintenance rounds
 
 logger = logging.getLogger("pymysqlpool_registry")
 
@@ -78,6 +89,194 @@ class Maintenance:
                 return
             self._wakeup.wait(delay)
             self._wakeup.clear()
+
+
+def run_round(pool: ConnectionPool) -> float | None:
+    """One round of a pool's periodic work; returns seconds until the next (None: stop).
+
+    Under the pool's lock it takes what is due (retired, answered, keepalive and check
+    connections, the leak candidates, the slots to refill); then, outside it, acts.
+    """
+    config = pool.config
+    now = monotonic()
+    with pool._lock:
+        if pool._closed:
+            return None
+        retired = _take_retired(pool, now)
+        answered = pool._hold_idle(
+            [conn for conn in pool._idle if conn._pending_reply and conn.readable()]
+        )
+        stale = _take_for_keepalive(pool, now)
+        probes = _take_for_endpoint_check(pool, now)
+        lent = list(pool._lent)
+        missing = max(config.min_size - pool._total, 0)
+        if missing and pool._gate.failing:  # one attempt, when the gate allows it
+            missing = 1 if pool._gate.try_start(now) else 0
+        pool._total += missing
+    for conn, reason in retired:
+        pool._close(conn, reason)
+    for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
+        if conn.server_closed():
+            pool._discard(conn, "dead")
+        else:
+            pool._put(conn, conn._idle_since, False)
+    for conn in stale:
+        try:
+            conn.ping_within(config.ping_timeout)
+        except Exception:  # noqa: BLE001 - any failure means the connection is gone
+            pool._discard(conn, "dead")
+        else:
+            pool._put(conn, monotonic(), False)
+    for conn in probes:
+        _recheck(pool, conn)
+    _check_leaks(pool, lent, now)
+    if missing:
+        _refill(pool, missing)
+    periods = (
+        config.max_idle,
+        config.keepalive_interval,
+        config.leak_threshold,
+        config.endpoint_check_interval if pool._endpoints.rechecks else None,
+    )
+    wait = min([1.0, *(p / 4 for p in periods if p is not None)])
+    with pool._lock:
+        if pool._gate.failing and pool._total < config.min_size:
+            wait = min(wait, pool._gate.next_at - monotonic())
+    return max(wait, _MIN_ROUND)
+
+
+def _take_retired(pool: ConnectionPool, now: float) -> list[tuple[Connection, str]]:
+    """Under the lock: remove idle connections that expired, died, or idled too long."""
+    max_idle = pool.config.max_idle
+    surplus = pool._total - pool.config.min_size
+    retired = []
+    for conn in pool._idle:
+        if now >= conn._expires_at:
+            retired.append((conn, "expired"))
+        elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
+            retired.append((conn, "endpoint-failed"))
+        elif not conn._pending_reply and conn.server_closed():
+            # dropped while idle; one with a reply pending is checked at checkout instead,
+            # so that no socket is read under the lock
+            retired.append((conn, "dead"))
+        elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
+            retired.append((conn, "idle"))
+            surplus -= 1
+    for conn, _ in retired:
+        pool._idle.remove(conn)
+    pool._total -= len(retired)
+    return retired
+
+
+def _take_for_keepalive(pool: ConnectionPool, now: float) -> list[Connection]:
+    """Under the lock: lend to this thread the idle connections due for a keepalive ping."""
+    interval = pool.config.keepalive_interval
+    if interval is None:
+        return []
+    return pool._hold_idle([conn for conn in pool._idle if now - conn._idle_since >= interval])
+
+
+def _take_for_endpoint_check(pool: ConnectionPool, now: float) -> list[Connection]:
+    """Under the lock: lend to this thread one idle connection of each endpoint not
+    checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
+    interval = pool.config.endpoint_check_interval
+    if interval is None or not pool._endpoints.rechecks:
+        return []
+    picked: dict[EndpointState, Connection] = {}
+    for conn in pool._idle:
+        state = conn._endpoint
+        if (
+            state is not None
+            and state not in picked
+            and state.epoch == conn._endpoint_epoch
+            and now - state.checked_at >= interval
+        ):
+            picked[state] = conn
+    return pool._hold_idle(list(picked.values()))
+
+
+def _recheck(pool: ConnectionPool, conn: Connection) -> None:
+    """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
+    so retires its connections); a failure closes *conn*; else it goes back as it was."""
+    state = conn._endpoint
+    assert state is not None
+    try:
+        pool._connector.vet(conn, state, pool.config.ping_timeout)
+    except EndpointRefusedError as exc:
+        pool._connector.endpoint_failed(state, exc, health=True)
+        pool._discard(conn, "endpoint-failed")
+    except Exception:  # noqa: BLE001 - any failure means the connection is gone
+        pool._discard(conn, "dead")
+    else:
+        pool._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
+
+
+def _check_leaks(pool: ConnectionPool, lent: list[Connection], now: float) -> None:
+    """Report connections lent too long, or whose borrower thread died; close the latter
+    where only the borrower may return them (check_owner_thread)."""
+    threshold = pool.config.leak_threshold
+    for conn in lent:
+        if conn._lent_at < conn._idle_since:
+            continue  # taken for a pre-ping or keepalive: the loan has not started
+        borrower = conn._borrower
+        with pool._lock:  # re-checked under the lock: it may have been returned meanwhile
+            orphaned = (
+                conn in pool._lent
+                and borrower is not None
+                and conn._borrower is borrower
+                and not borrower.is_alive()
+            )
+            abandoned = orphaned and conn._check_owner
+            if abandoned:
+                pool._lent.discard(conn)  # nobody can return it now; _discard below closes it
+        held = now - conn._lent_at
+        overdue = threshold is not None and held > threshold
+        reported = conn._leak_reported == conn._lent_at  # for this loan already
+        if not (abandoned or ((overdue or orphaned) and not reported)):
+            continue
+        conn._leak_reported = conn._lent_at
+        with pool._lock:
+            pool._counts["leaks"] += 1
+        if pool._hooks.on_leak is not None:
+            stack = "".join(traceback.format_list(conn._taken_at or []))
+            pool._hooks.on_leak(
+                pool=pool, connection=conn, held=held, stack=stack, abandoned=abandoned
+            )
+        if abandoned:
+            pool._discard(conn, "abandoned")
+
+
+def _refill(pool: ConnectionPool, missing: int) -> None:
+    """Open *missing* connections in slots already reserved; stop at the first failure
+    (the gate spaces out the next attempts)."""
+    for opened in range(missing):
+        if pool._closed:
+            for _ in range(missing - opened):
+                pool._release_slot(wake=False)
+            return
+        try:
+            conn = pool._connector.open("fill", pool.config.connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
+            now = monotonic()
+            with pool._lock:
+                pool._gate.failed(exc, now)
+                pool._wake_waiters()
+                since = pool._gate.failing_since or now
+                report = now - since >= pool.config.reconnect_timeout and not pool._gate.reported
+                pool._gate.reported |= report
+            for _ in range(missing - opened):
+                pool._release_slot(wake=False)
+            if report and pool._hooks.on_reconnect_failed is not None:
+                pool._hooks.on_reconnect_failed(pool=pool, error=exc, elapsed=now - since)
+            return
+        except BaseException:
+            pool._connect_abandoned()
+            raise
+        with pool._lock:
+            conn._lent = True
+            conn._borrower = current_thread()
+            pool._lent.add(conn)
+        pool._put(conn, monotonic(), False)
 
 
 def _forget_parent_connections() -> None:

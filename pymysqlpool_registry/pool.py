@@ -16,7 +16,7 @@ import attrs
 from pymysql.constants import SERVER_STATUS
 
 from ._checks import check_wait
-from ._maintenance import _POOLS, Maintenance
+from ._maintenance import _POOLS, Maintenance, run_round
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
@@ -26,7 +26,6 @@ from .errnos import error_number
 from .errors import (
     ConnectFailedError,
     ConnectionReturnedError,
-    EndpointRefusedError,
     NoEndpointError,
     PluginError,
     PoolClosedError,
@@ -40,7 +39,6 @@ monotonic = time.monotonic
 current_thread = threading.current_thread
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-_MIN_ROUND = 0.01  # seconds: the shortest wait between two maintenance rounds
 _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 
 
@@ -726,82 +724,8 @@ class ConnectionPool:
     # --- maintenance (the pool's own thread) and fork safety ---
 
     def _maintain(self) -> float | None:
-        """One round of periodic work; returns seconds until the next round (None: stop)."""
-        config = self.config
-        now = monotonic()
-        with self._lock:
-            if self._closed:
-                return None
-            retired = self._take_retired(now)
-            answered = self._hold_idle(
-                [conn for conn in self._idle if conn._pending_reply and conn.readable()]
-            )
-            stale = self._take_for_keepalive(now)
-            probes = self._take_for_endpoint_check(now)
-            lent = list(self._lent)
-            missing = max(config.min_size - self._total, 0)
-            if missing and self._gate.failing:  # one attempt, when the gate allows it
-                missing = 1 if self._gate.try_start(now) else 0
-            self._total += missing
-        for conn, reason in retired:
-            self._close(conn, reason)
-        for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
-            if conn.server_closed():
-                self._discard(conn, "dead")
-            else:
-                self._put(conn, conn._idle_since, False)
-        for conn in stale:
-            try:
-                conn.ping_within(config.ping_timeout)
-            except Exception:  # noqa: BLE001 - any failure means the connection is gone
-                self._discard(conn, "dead")
-            else:
-                self._put(conn, monotonic(), False)
-        for conn in probes:
-            self._recheck(conn)
-        self._check_leaks(lent, now)
-        if missing:
-            self._refill(missing)
-        periods = (
-            config.max_idle,
-            config.keepalive_interval,
-            config.leak_threshold,
-            config.endpoint_check_interval if self._endpoints.rechecks else None,
-        )
-        wait = min([1.0, *(p / 4 for p in periods if p is not None)])
-        with self._lock:
-            if self._gate.failing and self._total < config.min_size:
-                wait = min(wait, self._gate.next_at - monotonic())
-        return max(wait, _MIN_ROUND)
-
-    def _take_retired(self, now: float) -> list[tuple[Connection, str]]:
-        """Under the lock: remove idle connections that expired, died, or idled too long."""
-        max_idle = self.config.max_idle
-        surplus = self._total - self.config.min_size
-        retired = []
-        for conn in self._idle:
-            if now >= conn._expires_at:
-                retired.append((conn, "expired"))
-            elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
-                retired.append((conn, "endpoint-failed"))
-            elif not conn._pending_reply and conn.server_closed():
-                # dropped while idle; one with a reply pending is checked at checkout instead,
-                # so that no socket is read under the lock
-                retired.append((conn, "dead"))
-            elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
-                retired.append((conn, "idle"))
-                surplus -= 1
-        for conn, _ in retired:
-            self._idle.remove(conn)
-        self._total -= len(retired)
-        return retired
-
-    def _take_for_keepalive(self, now: float) -> list[Connection]:
-        """Under the lock: lend to this thread the idle connections due for a keepalive ping."""
-        interval = self.config.keepalive_interval
-        if interval is None:
-            return []
-        return self._hold_idle([conn for conn in self._idle if now - conn._idle_since >= interval])
+        """One maintenance round (see _maintenance.run_round); seconds until the next."""
+        return run_round(self)
 
     def _hold_idle(self, conns: list[Connection]) -> list[Connection]:
         """Under the lock: take *conns* out of the idle ones, lent to this (maintenance)
@@ -812,107 +736,6 @@ class ConnectionPool:
             conn._borrower = current_thread()
             self._lent.add(conn)
         return conns
-
-    def _take_for_endpoint_check(self, now: float) -> list[Connection]:
-        """Under the lock: lend to this thread one idle connection of each endpoint not
-        checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
-        interval = self.config.endpoint_check_interval
-        if interval is None or not self._endpoints.rechecks:
-            return []
-        picked: dict[EndpointState, Connection] = {}
-        for conn in self._idle:
-            state = conn._endpoint
-            if (
-                state is not None
-                and state not in picked
-                and state.epoch == conn._endpoint_epoch
-                and now - state.checked_at >= interval
-            ):
-                picked[state] = conn
-        return self._hold_idle(list(picked.values()))
-
-    def _recheck(self, conn: Connection) -> None:
-        """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
-        so retires its connections); a failure closes *conn*; else it goes back as it was."""
-        state = conn._endpoint
-        assert state is not None
-        try:
-            self._connector.vet(conn, state, self.config.ping_timeout)
-        except EndpointRefusedError as exc:
-            self._connector.endpoint_failed(state, exc, health=True)
-            self._discard(conn, "endpoint-failed")
-        except Exception:  # noqa: BLE001 - any failure means the connection is gone
-            self._discard(conn, "dead")
-        else:
-            self._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
-
-    def _check_leaks(self, lent: list[Connection], now: float) -> None:
-        """Report connections lent too long, or whose borrower thread died; close the latter
-        where only the borrower may return them (check_owner_thread)."""
-        threshold = self.config.leak_threshold
-        for conn in lent:
-            if conn._lent_at < conn._idle_since:
-                continue  # taken for a pre-ping or keepalive: the loan has not started
-            borrower = conn._borrower
-            with self._lock:  # re-checked under the lock: it may have been returned meanwhile
-                orphaned = (
-                    conn in self._lent
-                    and borrower is not None
-                    and conn._borrower is borrower
-                    and not borrower.is_alive()
-                )
-                abandoned = orphaned and conn._check_owner
-                if abandoned:
-                    self._lent.discard(conn)  # nobody can return it now; _discard below closes it
-            held = now - conn._lent_at
-            overdue = threshold is not None and held > threshold
-            reported = conn._leak_reported == conn._lent_at  # for this loan already
-            if not (abandoned or ((overdue or orphaned) and not reported)):
-                continue
-            conn._leak_reported = conn._lent_at
-            with self._lock:
-                self._counts["leaks"] += 1
-            if self._hooks.on_leak is not None:
-                stack = "".join(traceback.format_list(conn._taken_at or []))
-                self._hooks.on_leak(
-                    pool=self, connection=conn, held=held, stack=stack, abandoned=abandoned
-                )
-            if abandoned:
-                self._discard(conn, "abandoned")
-
-    def _refill(self, missing: int) -> None:
-        """Open *missing* connections in slots already reserved; stop at the first failure
-        (the gate spaces out the next attempts)."""
-        for opened in range(missing):
-            if self._closed:
-                for _ in range(missing - opened):
-                    self._release_slot(wake=False)
-                return
-            try:
-                conn = self._connector.open("fill", self.config.connect_timeout)
-            except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
-                now = monotonic()
-                with self._lock:
-                    self._gate.failed(exc, now)
-                    self._wake_waiters()
-                    since = self._gate.failing_since or now
-                    report = (
-                        now - since >= self.config.reconnect_timeout and not self._gate.reported
-                    )
-                    self._gate.reported |= report
-                for _ in range(missing - opened):
-                    self._release_slot(wake=False)
-                if report and self._hooks.on_reconnect_failed is not None:
-                    self._hooks.on_reconnect_failed(pool=self, error=exc, elapsed=now - since)
-                return
-            except BaseException:
-                self._connect_abandoned()
-                raise
-            with self._lock:
-                conn._lent = True
-                conn._borrower = current_thread()
-                self._lent.add(conn)
-            self._put(conn, monotonic(), False)
 
     def _after_fork(self) -> None:
         """In a forked child: drop the parent's connections without touching their sockets'
