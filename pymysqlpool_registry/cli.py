@@ -21,7 +21,8 @@ from .errors import PluginError, PoolError, UnknownPoolError
 from .packs import PACK_GROUP, installed
 from .pool import ConnectionPool
 from .registry import Registry
-from .throwaway import ServerNotFound, ServerStartError, ThrowawayServer
+from .throwaway.binaries import ServerNotFound
+from .throwaway.server import ServerStartError
 
 try:
     from rich.console import Console
@@ -107,6 +108,8 @@ def demo_registry(args: argparse.Namespace, console: Console) -> Iterator[tuple[
             if dsn:
                 settings = parse_dsn(dsn)
             else:
+                from .throwaway import ThrowawayServer
+
                 console.print("starting a throwaway MariaDB in a temporary directory…")
                 server = stack.enter_context(ThrowawayServer())
                 settings = server.connect_kwargs()

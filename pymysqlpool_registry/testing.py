@@ -1,8 +1,9 @@
 """A pytest plugin for this project and for plugin authors: a throwaway MariaDB per test session.
 
 Enable it with ``pytest_plugins = ["pymysqlpool_registry.testing"]`` in a top-level conftest.py.
-It also sets ``PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD=1`` so that installed plugins do not leak into
-every test's registry; a test of entry-point loading removes it with ``monkeypatch.delenv``.
+When pytest loads it, it sets ``PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD=1`` so that installed plugins
+do not leak into every test's registry; a test of entry-point loading removes it with
+``monkeypatch.delenv``. Importing it changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import pytest
 
 from .throwaway import ServerNotFound, ThrowawayServer
 
-os.environ["PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep installed plugins out of every test's registry (set when pytest loads this plugin,
+    not when the module is imported)."""
+    os.environ["PYMYSQLPOOL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 
 @pytest.fixture(scope="session")
