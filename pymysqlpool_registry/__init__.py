@@ -22,7 +22,7 @@ from .errors import (
     ReturnConnectionToPoolError,
     UnknownPoolError,
 )
-from .hookspecs import ConnectVerdict, Verdict, hookimpl
+from .hookspecs import ConnectVerdict, Reason, Verdict, hookimpl
 from .packs import PolicyPack
 from .pool import ConnectionPool
 from .registry import Registry
@@ -45,6 +45,7 @@ __all__ = [
     "PoolConfig",
     "PoolError",
     "PoolTimeout",
+    "Reason",
     "Registry",
     "ReturnConnectionToPoolError",
     "UnknownPoolError",

@@ -12,6 +12,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from .errors import EndpointRefusedError
+from .hookspecs import Reason
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -117,14 +118,14 @@ def run_round(pool: ConnectionPool) -> float | None:
         pool._close(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
-            pool._discard(conn, "dead")
+            pool._discard(conn, Reason.DEAD)
         else:
             pool._put(conn, conn._idle_since, False)
     for conn in stale:
         try:
             conn.ping_within(config.ping_timeout)
         except Exception:  # noqa: BLE001 - any failure means the connection is gone
-            pool._discard(conn, "dead")
+            pool._discard(conn, Reason.DEAD)
         else:
             pool._put(conn, monotonic(), False)
     for conn in probes:
@@ -145,22 +146,22 @@ def run_round(pool: ConnectionPool) -> float | None:
     return max(wait, _MIN_ROUND)
 
 
-def _take_retired(pool: ConnectionPool, now: float) -> list[tuple[Connection, str]]:
+def _take_retired(pool: ConnectionPool, now: float) -> list[tuple[Connection, Reason]]:
     """Under the lock: remove idle connections that expired, died, or idled too long."""
     max_idle = pool.config.max_idle
     surplus = pool._total - pool.config.min_size
     retired = []
     for conn in pool._idle:
         if now >= conn._expires_at:
-            retired.append((conn, "expired"))
+            retired.append((conn, Reason.EXPIRED))
         elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
-            retired.append((conn, "endpoint-failed"))
+            retired.append((conn, Reason.ENDPOINT_FAILED))
         elif not conn._pending_reply and conn.server_closed():
             # dropped while idle; one with a reply pending is checked at checkout instead,
             # so that no socket is read under the lock
-            retired.append((conn, "dead"))
+            retired.append((conn, Reason.DEAD))
         elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
-            retired.append((conn, "idle"))
+            retired.append((conn, Reason.IDLE))
             surplus -= 1
     for conn, _ in retired:
         pool._idle.remove(conn)
@@ -204,9 +205,9 @@ def _recheck(pool: ConnectionPool, conn: Connection) -> None:
         pool._connector.vet(conn, state, pool.config.ping_timeout)
     except EndpointRefusedError as exc:
         pool._connector.endpoint_failed(state, exc, health=True)
-        pool._discard(conn, "endpoint-failed")
+        pool._discard(conn, Reason.ENDPOINT_FAILED)
     except Exception:  # noqa: BLE001 - any failure means the connection is gone
-        pool._discard(conn, "dead")
+        pool._discard(conn, Reason.DEAD)
     else:
         pool._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
 
@@ -243,7 +244,7 @@ def _check_leaks(pool: ConnectionPool, lent: list[Connection], now: float) -> No
                 pool=pool, connection=conn, held=held, stack=stack, abandoned=abandoned
             )
         if abandoned:
-            pool._discard(conn, "abandoned")
+            pool._discard(conn, Reason.ABANDONED)
 
 
 def _refill(pool: ConnectionPool, missing: int) -> None:

@@ -52,6 +52,39 @@ class ConnectVerdict(enum.Enum):
     FAIL = "fail"
 
 
+class Reason(str, enum.Enum):
+    """Why the pool closed a connection: ``pymysqlpool_on_discard``'s *reason*, the log line
+    and the Prometheus label. A str, so ``reason == "dead"`` holds for ``Reason.DEAD``."""
+
+    #: An exception's verdict (classify_error) said so.
+    ERROR = "error"
+    #: The server closed it (restart, KILL, wait_timeout) or a ping or pending reply failed.
+    DEAD = "dead"
+    #: PyMySQL had closed its socket when it came back (a network error during the loan).
+    BROKEN = "broken"
+    #: It came back with a streamed result half read.
+    UNREAD_RESULT = "unread-result"
+    #: Resetting its session on return failed.
+    RESET_FAILED = "reset-failed"
+    #: invalidate() condemned it, or it came back to a pool invalidated meanwhile.
+    INVALIDATED = "invalidated"
+    #: The pool was closed.
+    POOL_CLOSED = "pool-closed"
+    #: It reached max_lifetime (or a fallback endpoint's 30 s).
+    EXPIRED = "expired"
+    #: It was idle past max_idle while more than min_size were open.
+    IDLE = "idle"
+    #: Its endpoint failed, was ejected, refused by a check, or removed by set_endpoints().
+    ENDPOINT_FAILED = "endpoint-failed"
+    #: resize() lowered max_size below what was open.
+    RESIZED = "resized"
+    #: Its borrower thread died while it was lent.
+    ABANDONED = "abandoned"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
 @hookspec(firstresult=True)
 def pymysqlpool_create_connection(
     pool: ConnectionPool, reason: str, timeout: float, endpoint: Endpoint
@@ -163,12 +196,8 @@ def pymysqlpool_on_connect(
 
 
 @hookspec
-def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: str) -> None:
-    """*connection* was closed for *reason*.
-
-    Reasons: ``"error"`` (an exception's verdict), ``"dead"`` (failed pre-ping), ``"broken"``
-    (socket closed when returned), ``"reset-failed"``, ``"invalidated"``, ``"pool-closed"``.
-    """
+def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: Reason) -> None:
+    """*connection* was closed for *reason* (a :class:`Reason`, which is also a str)."""
 
 
 @hookspec

@@ -31,7 +31,7 @@ from .errors import (
     PoolClosedError,
     PoolTimeout,
 )
-from .hookspecs import Verdict
+from .hookspecs import Reason, Verdict
 from .waiting import ConnectGate, Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
@@ -220,7 +220,7 @@ class ConnectionPool:
             self._idle.clear()
             self._total -= len(idle)
         for conn in idle:
-            self._close(conn, "invalidated")
+            self._close(conn, Reason.INVALIDATED)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close the pool: idle connections now, lent ones as they come back.
@@ -240,7 +240,7 @@ class ConnectionPool:
                 self._all_back.set()
         self._maintenance.stop()
         for conn in idle:
-            self._close(conn, "pool-closed")
+            self._close(conn, Reason.POOL_CLOSED)
         return self._all_back.wait(timeout) if timeout else self._all_back.is_set()
 
     def set_endpoints(self, endpoints: Any) -> None:
@@ -267,7 +267,7 @@ class ConnectionPool:
                 self._total -= 1
             self._grant_slots()
         for conn in surplus:
-            self._close(conn, "resized")
+            self._close(conn, Reason.RESIZED)
         self._maintenance.wake()
 
     # --- lending ---
@@ -400,7 +400,7 @@ class ConnectionPool:
                 conn._lent = True
                 conn._borrower = current_thread()
                 return conn
-        self._discard(conn, "pool-closed")
+        self._discard(conn, Reason.POOL_CLOSED)
         raise PoolClosedError(0, f"pool({self.name}) is closed")
 
     def _connect_failed(self, error: Exception) -> bool:
@@ -468,18 +468,18 @@ class ConnectionPool:
 
     def _unfit(
         self, conn: Connection, now: float, deadline: float, ping: bool = False
-    ) -> str | None:
-        """Why an idle connection must not be lent (``"expired"``, ``"dead"``), or None.
+    ) -> Reason | None:
+        """Why an idle connection must not be lent (Reason.EXPIRED, DEAD, ...), or None.
 
         A pre-ping may take ``ping_timeout``, less if the deadline is nearer (but 0.1 s at
         least, so a connection handed over at the last moment is not failed for want of time).
         *ping* asks the pre_ping hooks for a ping whatever the idle time (``idle`` is inf).
         """
         if now >= conn._expires_at:
-            return "expired"
+            return Reason.EXPIRED
         endpoint = conn._endpoint
         if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
-            return "endpoint-failed"  # never lend a connection to an endpoint that fails
+            return Reason.ENDPOINT_FAILED  # never lend a connection to an endpoint that fails
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
@@ -488,12 +488,12 @@ class ConnectionPool:
         try:
             fit = pre_ping(pool=self, connection=conn, idle=idle, timeout=limit)
         except BaseException:
-            self._discard(conn, "dead")
+            self._discard(conn, Reason.DEAD)
             raise
         if fit is False:
-            return "dead"
+            return Reason.DEAD
         if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
-            return "endpoint-failed"  # it failed during the ping
+            return Reason.ENDPOINT_FAILED  # it failed during the ping
         return None
 
     def _request_failed(
@@ -569,30 +569,32 @@ class ConnectionPool:
         reason = None
         reset = False
         if verdict is Verdict.EJECT_ENDPOINT and conn._endpoint is not None:
-            reason = "endpoint-failed"
+            reason = Reason.ENDPOINT_FAILED
             if conn._endpoint_epoch == conn._endpoint.epoch:  # else already counted
                 self._connector.endpoint_failed(
                     conn._endpoint, error or RuntimeError("eject"), health=True
                 )
         elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
-            reason = "error"
+            reason = Reason.ERROR
         elif not conn.socket_open:
-            reason = "broken"
+            reason = Reason.BROKEN
         elif conn.has_unread_result:
-            reason = "unread-result"  # reading the rest could take long; a new connection won't
+            reason = (
+                Reason.UNREAD_RESULT
+            )  # reading the rest could take long; a new connection won't
         elif conn._generation != self._generation:
-            reason = "invalidated"
+            reason = Reason.INVALIDATED
         elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
-            reason = "endpoint-failed"
+            reason = Reason.ENDPOINT_FAILED
         elif now >= conn._expires_at:
-            reason = "expired"
+            reason = Reason.EXPIRED
         else:
             try:
                 reset = self._reset(conn, force=verdict is Verdict.RESET)
             except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
-                reason = "reset-failed"
+                reason = Reason.RESET_FAILED
             except BaseException:  # interrupted mid-reset: the session state is unknown
-                self._discard(conn, "reset-failed")
+                self._discard(conn, Reason.RESET_FAILED)
                 raise
         try:
             if self._hooks.on_checkin is not None:
@@ -682,10 +684,16 @@ class ConnectionPool:
                 self._lent.discard(conn)
                 self._idle.append(conn)
                 return
-        reason = "pool-closed" if self._closed else "invalidated" if not current else "resized"
+        reason = (
+            Reason.POOL_CLOSED
+            if self._closed
+            else Reason.INVALIDATED
+            if not current
+            else Reason.RESIZED
+        )
         self._discard(conn, reason)
 
-    def _discard(self, conn: Connection, reason: str) -> None:
+    def _discard(self, conn: Connection, reason: Reason) -> None:
         """Close a lent *conn* and free its slot."""
         with self._lock:
             self._lent.discard(conn)
@@ -709,14 +717,14 @@ class ConnectionPool:
         if refill:
             self._maintenance.wake()
 
-    def _close(self, conn: Connection, reason: str) -> None:
+    def _close(self, conn: Connection, reason: Reason) -> None:
         """Close *conn*, whose slot is already accounted for, and report it."""
         conn.discard()
         with self._lock:
             self._counts["closed"] += 1
             if conn._endpoint is not None:
                 conn._endpoint.open -= 1
-            if reason != "pool-closed":
+            if reason != Reason.POOL_CLOSED:
                 self._counts["discarded"] += 1
         if self._hooks.on_discard is not None:
             self._hooks.on_discard(pool=self, connection=conn, reason=reason)

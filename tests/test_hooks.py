@@ -22,6 +22,7 @@ from pymysqlpool_registry import (
     GetConnectionFromPoolError,
     PluginError,
     PolicyManager,
+    Reason,
     Registry,
     Verdict,
     hookimpl,
@@ -593,3 +594,14 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_discard_reasons_are_reason_members_and_strings(make_pool: MakePool) -> None:
+    events = Events()
+    pool = make_pool(events, min_size=1, max_size=1)
+    pool.invalidate()
+    (event,) = events.of("discard")
+    assert event["reason"] is Reason.INVALIDATED
+    assert event["reason"] == "invalidated" and str(event["reason"]) == "invalidated"
+    documented = inspect.getsource(hookspecs.Reason)
+    assert all(f"{member.name} = " in documented for member in Reason)

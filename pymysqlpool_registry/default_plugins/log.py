@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..hookspecs import hookimpl
+from ..hookspecs import Reason, hookimpl
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pymysqlpool_registry")
 _LEVELS = {
-    "invalidated": logging.DEBUG,
-    "pool-closed": logging.DEBUG,
-    "reset-failed": logging.WARNING,
+    Reason.INVALIDATED: logging.DEBUG,
+    Reason.POOL_CLOSED: logging.DEBUG,
+    Reason.RESET_FAILED: logging.WARNING,
 }
 
 
@@ -44,7 +44,7 @@ def pymysqlpool_on_connect(
 
 
 @hookimpl(trylast=True)
-def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: str) -> None:
+def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: Reason) -> None:
     """Log a closed connection: INFO for a fault, WARNING if the reset failed, DEBUG if routine."""
     logger.log(
         _LEVELS.get(reason, logging.INFO), "Close connection from pool(%s): %s", pool.name, reason
