@@ -9,15 +9,45 @@ import threading
 import time
 import traceback
 import weakref
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
 
+from .connector import Connector, Owner
 from .errors import EndpointRefusedError
 from .hookspecs import Reason
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .endpoints import EndpointState
-    from .pool import ConnectionPool
+    from .waiting import ConnectGate
+
+
+class MaintainedPool(Owner, Protocol):
+    """What the maintenance round uses of its pool: the Connector's view, and the idle and
+    lent connections with the primitives that move them."""
+
+    _total: int
+
+    @property
+    def _closed(self) -> bool: ...
+    @property
+    def _idle(self) -> deque[Connection]: ...
+    @property
+    def _lent(self) -> set[Connection]: ...
+    @property
+    def _gate(self) -> ConnectGate: ...
+    @property
+    def _connector(self) -> Connector: ...
+    def _maintain(self) -> float | None: ...
+    def _after_fork(self) -> None: ...
+    def _hold_idle(self, conns: list[Connection]) -> list[Connection]: ...
+    def _put(self, conn: Connection, now: float, reset: bool) -> None: ...
+    def _discard(self, conn: Connection, reason: Reason) -> None: ...
+    def _close(self, conn: Connection, reason: Reason) -> None: ...
+    def _release_slot(self, wake: bool = True) -> None: ...
+    def _wake_waiters(self) -> None: ...
+    def _connect_abandoned(self) -> None: ...
+
 
 monotonic = time.monotonic
 current_thread = threading.current_thread
@@ -26,7 +56,7 @@ _MIN_ROUND = 0.01  # seconds: the shortest wait between two maintenance rounds
 logger = logging.getLogger("pymysqlpool_registry")
 
 #: Every pool alive in this process, so a forked child can make them forget their sockets.
-_POOLS: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+_POOLS: weakref.WeakSet[MaintainedPool] = weakref.WeakSet()
 
 
 class Maintenance:
@@ -39,7 +69,7 @@ class Maintenance:
     sleep; :meth:`wake` cuts the sleep short.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: MaintainedPool) -> None:
         self._pool = weakref.ref(pool)
         self._wakeup = threading.Event()
         self._stopped = False
@@ -92,7 +122,7 @@ class Maintenance:
             self._wakeup.clear()
 
 
-def run_round(pool: ConnectionPool) -> float | None:
+def run_round(pool: MaintainedPool) -> float | None:
     """One round of a pool's periodic work; returns seconds until the next (None: stop).
 
     Under the pool's lock it takes what is due (retired, answered, keepalive and check
@@ -146,7 +176,7 @@ def run_round(pool: ConnectionPool) -> float | None:
     return max(wait, _MIN_ROUND)
 
 
-def _take_retired(pool: ConnectionPool, now: float) -> list[tuple[Connection, Reason]]:
+def _take_retired(pool: MaintainedPool, now: float) -> list[tuple[Connection, Reason]]:
     """Under the lock: remove idle connections that expired, died, or idled too long."""
     max_idle = pool.config.max_idle
     surplus = pool._total - pool.config.min_size
@@ -169,7 +199,7 @@ def _take_retired(pool: ConnectionPool, now: float) -> list[tuple[Connection, Re
     return retired
 
 
-def _take_for_keepalive(pool: ConnectionPool, now: float) -> list[Connection]:
+def _take_for_keepalive(pool: MaintainedPool, now: float) -> list[Connection]:
     """Under the lock: lend to this thread the idle connections due for a keepalive ping."""
     interval = pool.config.keepalive_interval
     if interval is None:
@@ -177,7 +207,7 @@ def _take_for_keepalive(pool: ConnectionPool, now: float) -> list[Connection]:
     return pool._hold_idle([conn for conn in pool._idle if now - conn._idle_since >= interval])
 
 
-def _take_for_endpoint_check(pool: ConnectionPool, now: float) -> list[Connection]:
+def _take_for_endpoint_check(pool: MaintainedPool, now: float) -> list[Connection]:
     """Under the lock: lend to this thread one idle connection of each endpoint not
     checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
     interval = pool.config.endpoint_check_interval
@@ -196,7 +226,7 @@ def _take_for_endpoint_check(pool: ConnectionPool, now: float) -> list[Connectio
     return pool._hold_idle(list(picked.values()))
 
 
-def _recheck(pool: ConnectionPool, conn: Connection) -> None:
+def _recheck(pool: MaintainedPool, conn: Connection) -> None:
     """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
     so retires its connections); a failure closes *conn*; else it goes back as it was."""
     state = conn._endpoint
@@ -212,7 +242,7 @@ def _recheck(pool: ConnectionPool, conn: Connection) -> None:
         pool._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
 
 
-def _check_leaks(pool: ConnectionPool, lent: list[Connection], now: float) -> None:
+def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> None:
     """Report connections lent too long, or whose borrower thread died; close the latter
     where only the borrower may return them (check_owner_thread)."""
     threshold = pool.config.leak_threshold
@@ -247,7 +277,7 @@ def _check_leaks(pool: ConnectionPool, lent: list[Connection], now: float) -> No
             pool._discard(conn, Reason.ABANDONED)
 
 
-def _refill(pool: ConnectionPool, missing: int) -> None:
+def _refill(pool: MaintainedPool, missing: int) -> None:
     """Open *missing* connections in slots already reserved; stop at the first failure
     (the gate spaces out the next attempts)."""
     for opened in range(missing):

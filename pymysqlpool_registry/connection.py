@@ -7,7 +7,7 @@ import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pymysql
 from pymysql.constants import COMMAND, SERVER_STATUS
@@ -21,12 +21,20 @@ if TYPE_CHECKING:
 
     from .config import PoolConfig
     from .endpoints import EndpointState
-    from .pool import ConnectionPool
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
 current_thread = threading.current_thread
 logger = logging.getLogger("pymysqlpool_registry")
+
+
+class Lender(Protocol):
+    """What a pooled connection asks of the pool that lent it."""
+
+    @property
+    def name(self) -> str: ...
+    def _give_back(self, conn: Connection, error: BaseException | None) -> None: ...
+    def _take_back(self, conn: Connection) -> None: ...
 
 
 class Connection(_Base):  # type: ignore[misc]
@@ -38,7 +46,7 @@ class Connection(_Base):  # type: ignore[misc]
     """
 
     # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
-    _pool: ConnectionPool | None = None
+    _pool: Lender | None = None
     _lent = False
     _blocks = 0  # how many ``with conn:`` blocks of this loan are open (nested ones count)
     _borrower: threading.Thread | None = None

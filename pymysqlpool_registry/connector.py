@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .connection import Connection
 from .errors import EndpointRefusedError, NoEndpointError, PluginError
 from .hookspecs import ConnectVerdict
 
 if TYPE_CHECKING:
-    from .endpoints import EndpointState
-    from .pool import ConnectionPool
+    from ._manager import PolicyManager
+    from .config import PoolConfig
+    from .endpoints import EndpointSet, EndpointState
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
@@ -21,6 +23,30 @@ _LIFETIME_JITTER = 0.1  # a lifetime is cut by up to this much, so connections e
 #: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
 #: pool goes back to the preferred endpoints once they recover.
 _FALLBACK_LIFETIME = 30.0
+
+
+class Owner(Protocol):
+    """What a Connector uses of its pool."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> PoolConfig: ...
+    @property
+    def _lock(self) -> threading.Lock: ...
+    @property
+    def _hooks(self) -> PolicyManager: ...
+    @property
+    def _endpoints(self) -> EndpointSet: ...
+    @property
+    def _counts(self) -> dict[str, int]: ...
+    @property
+    def _generation(self) -> int: ...
+    def _connected(self, state: EndpointState, epoch: int) -> bool: ...
+    def stats(self) -> dict[str, float]: ...
+    def endpoint_stats(self) -> list[dict[str, Any]]: ...
+    def _give_back(self, conn: Connection, error: BaseException | None) -> None: ...
+    def _take_back(self, conn: Connection) -> None: ...
 
 
 class Connector:
@@ -32,7 +58,7 @@ class Connector:
     worth a retry, the classify_connect_error hooks'.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: Owner) -> None:
         self._pool = pool
 
     def open(self, reason: str, limit: float) -> Connection:

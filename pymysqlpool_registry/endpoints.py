@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 from attrs import validators as v
@@ -12,9 +12,6 @@ from attrs import validators as v
 from ._checks import check_host, integer
 from .errnos import SERVER_FULL_ERRNOS, error_number
 from .errors import NoEndpointError, PluginError
-
-if TYPE_CHECKING:
-    from .config import PoolConfig
 
 Role = Literal["any", "writer", "reader"]
 _EJECT_BACKOFF_MAX = 30.0
@@ -149,6 +146,25 @@ _ROLE_PREFERENCE = {
 Select = Callable[[list[EndpointState]], "EndpointState | None"]
 
 
+class EndpointSettings(Protocol):
+    """What an EndpointSet reads of a pool's settings (a PoolConfig has it all)."""
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def cluster(self) -> str | None: ...
+    @property
+    def eject_after(self) -> int: ...
+    @property
+    def eject_backoff(self) -> float: ...
+
+
 class EndpointSet:
     """A pool's endpoints and what it has learnt of each: the order its role prefers them
     in, which to connect to next, ejection after failures, replacement at run time, and
@@ -158,12 +174,14 @@ class EndpointSet:
     the others take it.
     """
 
-    def __init__(self, lock: threading.Lock, config: PoolConfig) -> None:
+    def __init__(self, lock: threading.Lock, config: EndpointSettings) -> None:
         self._lock = lock
         self.states: list[EndpointState] = []
         self.adopt(config, {})
 
-    def adopt(self, config: PoolConfig, kept: dict[Endpoint, EndpointState]) -> list[EndpointState]:
+    def adopt(
+        self, config: EndpointSettings, kept: dict[Endpoint, EndpointState]
+    ) -> list[EndpointState]:
         """Under the lock: take *config*'s endpoints, reusing the states in *kept*; return the
         states no longer listed."""
         endpoints = config.endpoints or (Endpoint(host=config.host, port=config.port),)
@@ -175,7 +193,7 @@ class EndpointSet:
         self.rechecks = len(endpoints) > 1 or config.cluster is not None or config.role != "any"
         return list(kept.values())
 
-    def replace(self, config: PoolConfig) -> None:
+    def replace(self, config: EndpointSettings) -> None:
         """Use *config*'s endpoints from now on; connections to the others retire."""
         with self._lock:
             kept = {state.endpoint: state for state in self.states}

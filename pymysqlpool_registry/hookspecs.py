@@ -9,20 +9,31 @@ answer to a ``firstresult`` hook wins and ``None`` means "let the next plugin de
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
+    from .config import PoolConfig
     from .connection import Connection
     from .endpoints import Endpoint, EndpointState
-    from .pool import ConnectionPool
 
 PROJECT_NAME = "pymysqlpool_registry"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Decorator for plugin implementations of the hooks below.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class PoolView(Protocol):
+    """What a hook sees of the pool that calls it (a ``pymysqlpool_registry.ConnectionPool``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> PoolConfig: ...
+    def stats(self) -> dict[str, float]: ...
+    def endpoint_stats(self) -> list[dict[str, Any]]: ...
 
 
 class Verdict(enum.Enum):
@@ -87,7 +98,7 @@ class Reason(str, enum.Enum):
 
 @hookspec(firstresult=True)
 def pymysqlpool_create_connection(
-    pool: ConnectionPool, reason: str, timeout: float, endpoint: Endpoint
+    pool: PoolView, reason: str, timeout: float, endpoint: Endpoint
 ) -> Connection | None:
     """Open a new connection for *pool* to *endpoint* within *timeout* seconds.
 
@@ -101,7 +112,7 @@ def pymysqlpool_create_connection(
 
 @hookspec(firstresult=True)
 def pymysqlpool_select_endpoint(
-    pool: ConnectionPool, candidates: list[EndpointState]
+    pool: PoolView, candidates: list[EndpointState]
 ) -> EndpointState | None:
     """Choose the endpoint of the next connection among *candidates*, or ``None`` to abstain.
 
@@ -114,7 +125,7 @@ def pymysqlpool_select_endpoint(
 
 @hookspec(firstresult=True)
 def pymysqlpool_check_endpoint(
-    pool: ConnectionPool, connection: Connection, endpoint: Endpoint
+    pool: PoolView, connection: Connection, endpoint: Endpoint
 ) -> str | None:
     """Vet *endpoint* through *connection*: a new connection before the pool uses it, and
     an idle one every ``endpoint_check_interval`` seconds.
@@ -130,7 +141,7 @@ def pymysqlpool_check_endpoint(
 
 @hookspec(firstresult=True)
 def pymysqlpool_classify_error(
-    pool: ConnectionPool, connection: Connection, error: BaseException
+    pool: PoolView, connection: Connection, error: BaseException
 ) -> Verdict | None:
     """Decide what happens to *connection* after *error* was raised while it was lent.
 
@@ -145,7 +156,7 @@ def pymysqlpool_classify_error(
 
 @hookspec(firstresult=True)
 def pymysqlpool_classify_connect_error(
-    pool: ConnectionPool, error: BaseException
+    pool: PoolView, error: BaseException
 ) -> ConnectVerdict | None:
     """Decide whether a connect that raised *error* is worth retrying.
 
@@ -158,7 +169,7 @@ def pymysqlpool_classify_connect_error(
 
 @hookspec(firstresult=True)
 def pymysqlpool_pre_ping(
-    pool: ConnectionPool, connection: Connection, idle: float, timeout: float
+    pool: PoolView, connection: Connection, idle: float, timeout: float
 ) -> bool | None:
     """Tell whether *connection*, idle for *idle* seconds, is fit to lend, within *timeout* s.
 
@@ -173,13 +184,13 @@ def pymysqlpool_pre_ping(
 
 
 @hookspec
-def pymysqlpool_on_checkout(pool: ConnectionPool, connection: Connection, wait: float) -> None:
+def pymysqlpool_on_checkout(pool: PoolView, connection: Connection, wait: float) -> None:
     """*connection* was lent after the borrower waited *wait* seconds. Must not raise or block."""
 
 
 @hookspec
 def pymysqlpool_on_checkin(
-    pool: ConnectionPool, connection: Connection, usage: float, open_transaction: bool
+    pool: PoolView, connection: Connection, usage: float, open_transaction: bool
 ) -> None:
     """*connection* came back after *usage* seconds lent. Must not raise or block.
 
@@ -190,24 +201,24 @@ def pymysqlpool_on_checkin(
 
 @hookspec
 def pymysqlpool_on_connect(
-    pool: ConnectionPool, connection: Connection, reason: str, duration: float
+    pool: PoolView, connection: Connection, reason: str, duration: float
 ) -> None:
     """A connection was opened in *duration* seconds (*reason* as in create_connection)."""
 
 
 @hookspec
-def pymysqlpool_on_discard(pool: ConnectionPool, connection: Connection, reason: Reason) -> None:
+def pymysqlpool_on_discard(pool: PoolView, connection: Connection, reason: Reason) -> None:
     """*connection* was closed for *reason* (a :class:`Reason`, which is also a str)."""
 
 
 @hookspec
-def pymysqlpool_on_timeout(pool: ConnectionPool, waited: float) -> None:
+def pymysqlpool_on_timeout(pool: PoolView, waited: float) -> None:
     """A borrower gave up after *waited* seconds without a connection."""
 
 
 @hookspec
 def pymysqlpool_on_leak(
-    pool: ConnectionPool, connection: Connection, held: float, stack: str, abandoned: bool
+    pool: PoolView, connection: Connection, held: float, stack: str, abandoned: bool
 ) -> None:
     """*connection* has been lent for *held* seconds, longer than ``leak_threshold``.
 
@@ -219,9 +230,7 @@ def pymysqlpool_on_leak(
 
 
 @hookspec
-def pymysqlpool_on_reconnect_failed(
-    pool: ConnectionPool, error: BaseException, elapsed: float
-) -> None:
+def pymysqlpool_on_reconnect_failed(pool: PoolView, error: BaseException, elapsed: float) -> None:
     """Refilling *pool* to ``min_size`` has failed for *elapsed* seconds (``reconnect_timeout``).
 
     Called once per outage, from the maintenance thread, with the last connect *error*; the
