@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pymysql
 import pytest
 from pymysqlpool_registry_failover import PACK, READ_ONLY_ERRNOS, FailoverPolicy
 
-from pymysqlpool_registry import ConnectionPool, Registry, Verdict
+from pymysqlpool_registry import ConnectionPool, PolicyManager, PoolConfig, Registry, Verdict
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 USER = "ro"
@@ -158,3 +159,19 @@ def test_pack_classifies_only_read_only_errors() -> None:
         assert hook(pool=None, error=error) is Verdict.INVALIDATE_POOL
     assert hook(pool=None, error=pymysql.err.OperationalError(1213, "deadlock")) is None
     assert hook(pool=None, error=ValueError("not SQL")) is None
+
+
+def test_the_pack_wins_over_the_default_in_a_writer_pool() -> None:
+    """README: with the pack, 1290 invalidates the pool; without, a writer pool ejects the
+    endpoint (the pack's hook runs first)."""
+    writer = SimpleNamespace(config=PoolConfig(role="writer"), name="w")
+    connection = SimpleNamespace(socket_open=True)
+    error = pymysql.err.OperationalError(1290, "read-only")
+    plain = PolicyManager(load_entrypoints=False)
+    assert plain.classify_error(pool=writer, connection=connection, error=error) is (
+        Verdict.EJECT_ENDPOINT
+    )
+    with_pack = PolicyManager(load_entrypoints=False)
+    with_pack.add_pack(PACK)
+    verdict = with_pack.classify_error(pool=writer, connection=connection, error=error)
+    assert verdict is Verdict.INVALIDATE_POOL
