@@ -188,10 +188,11 @@ class Connection(_Base):  # type: ignore[misc]
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         try:
-            return int(super().query(sql, unbuffered))
+            result: int = _Base.query(self, sql, unbuffered)  # not super(): it costs per query
         except pymysql.err.DatabaseError as exc:  # the server's: kept for the pool
             self._last_error = exc
             raise
+        return result
 
     def commit(self) -> None:
         try:
@@ -254,7 +255,11 @@ class Connection(_Base):  # type: ignore[misc]
         An idle socket with data or EOF waiting is dead, unless the data is the reply to a
         pipelined ROLLBACK, which is then read and the socket looked at again.
         """
-        if not self.readable():
+        poller = self._poller  # readable(), inlined: this runs at every checkout
+        if poller is None or self._sock is None:
+            if not self.readable():
+                return False
+        elif not poller.poll(0):
             return False
         if not self._pending_reply:
             return True

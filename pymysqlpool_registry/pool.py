@@ -281,7 +281,6 @@ class ConnectionPool:
         retry may fix puts the borrower back at the head of the line, where it takes a
         connection that comes back, or its turn to connect when the gate allows one.
         """
-        deadline = started + timeout * (retry_num + 1)
         with self._lock:
             if self._closed:
                 raise PoolClosedError(0, f"pool({self.name}) is closed")
@@ -300,6 +299,7 @@ class ConnectionPool:
                 waiter = Waiter(self._gate.failures)
                 self._waiters.append(waiter)
                 self._counts["waited"] += 1
+        deadline = started + timeout * (retry_num + 1)
         while True:
             if waiter is not None:
                 handed = self._wait(waiter, deadline, timeout, retry_num, started)
