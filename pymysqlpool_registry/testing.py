@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 import pytest
 
+from .connection import Connection
+from .pool import ConnectionPool
 from .throwaway import ServerNotFound, ThrowawayServer
 
 
@@ -54,6 +57,27 @@ def started_servers(count: int) -> Iterator[list[ThrowawayServer]]:
     finally:
         for srv in servers:
             srv.close()
+
+
+# --- what a pool holds, for tests ---
+
+
+@attrs.frozen
+class PoolSnapshot:
+    """A pool's connections at one moment: idle (in lending order) and lent."""
+
+    idle: tuple[Connection, ...]
+    lent: frozenset[Connection]
+    waiting: int
+    total: int
+
+
+def snapshot(pool: ConnectionPool) -> PoolSnapshot:
+    """What *pool* holds now, read under its lock (the one place tests look inside a pool)."""
+    with pool._lock:
+        return PoolSnapshot(
+            tuple(pool._idle), frozenset(pool._lent), len(pool._waiters), pool._total
+        )
 
 
 # --- helpers for tests that talk to a real server from several threads ---

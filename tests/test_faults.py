@@ -40,6 +40,7 @@ from pymysqlpool_registry.testing import (
     WAIT_LIMIT,
     connection_id,
     scalar,
+    snapshot,
     start_thread,
     wait_until,
 )
@@ -269,7 +270,7 @@ class Sampler(threading.Thread):
 def shut(pool: ConnectionPool) -> None:
     """Close *pool* and, as a safety net for a failed test, whatever it still lends."""
     pool.close()
-    for conn in list(pool._lent):
+    for conn in snapshot(pool).lent:
         conn.discard()
 
 

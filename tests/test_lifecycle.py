@@ -28,6 +28,7 @@ from pymysqlpool_registry.testing import (
     WAIT_LIMIT,
     connection_id,
     scalar,
+    snapshot,
     start_thread,
     wait_until,
 )
@@ -109,7 +110,7 @@ class Events:
 def shut(pool: ConnectionPool) -> None:
     """Close *pool* and, as a safety net for a failed test, whatever it still lends."""
     pool.close()
-    for conn in list(pool._lent):
+    for conn in snapshot(pool).lent:
         conn.discard()
 
 
@@ -213,7 +214,7 @@ def test_lifetimes_are_jittered_within_ten_percent(make_pool: MakePool) -> None:
     before = time.monotonic()
     pool = make_pool(min_size=8, max_size=8, max_lifetime=lifetime)
     after = time.monotonic()
-    conns = list(pool._idle)
+    conns = list(snapshot(pool).idle)
     assert len(conns) == 8
     created = [conn._idle_since for conn in conns]  # set when opened; not yet lent or returned
     assert all(before <= when <= after for when in created)
@@ -282,7 +283,7 @@ def test_without_keepalive_the_server_drops_idle_connections(make_pool: MakePool
         ping_interval=None,
     )
     ids = checkout_ids(pool, 2)
-    idle = list(pool._idle)
+    idle = list(snapshot(pool).idle)
 
     time.sleep(4.0)
     wait_until(
@@ -563,10 +564,12 @@ def test_abandoned_connection_is_kept_without_owner_check(make_pool: MakePool) -
 def test_keepalive_pings_are_not_reported_as_leaks(make_pool: MakePool) -> None:
     events = Events()
     pool = make_pool(events, min_size=2, max_size=2, keepalive_interval=0.2, leak_threshold=0.3)
-    conns = list(pool._idle)
+    conns = list(snapshot(pool).idle)
     opened = max(conn._idle_since for conn in conns)
     time.sleep(1.5)
-    assert all(conn._idle_since > opened + 0.2 for conn in pool._idle)  # keepalive pinged them
+    assert all(
+        conn._idle_since > opened + 0.2 for conn in snapshot(pool).idle
+    )  # keepalive pinged them
     assert events.of("leak") == []
     assert pool.stats()["leaks"] == 0
 
@@ -722,7 +725,7 @@ def test_resize_shrink_keeps_a_waiter_waiting_until_below_max_size(make_pool: Ma
         stats = pool.stats()
         assert (stats["total"], stats["waiting"]) == (1, 1), stats
     finally:
-        if first._lent:
+        if first in snapshot(pool).lent:
             first.close()
         second.close()  # now the waiter's turn
     assert waiter.finish() == second_id

@@ -25,6 +25,7 @@ from pymysqlpool_registry.testing import (
     WAIT_LIMIT,
     connection_id,
     scalar,
+    snapshot,
     start_thread,
     wait_until,
 )
@@ -92,7 +93,7 @@ def borrow_and_return(pool: ConnectionPool) -> None:
 def shut(pool: ConnectionPool) -> None:
     """Close *pool* and, as a safety net for a failed test, whatever it still lends."""
     pool.close()
-    for conn in list(pool._lent):
+    for conn in snapshot(pool).lent:
         conn.discard()
 
 
