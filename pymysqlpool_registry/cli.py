@@ -22,7 +22,7 @@ from .packs import PACK_GROUP, installed
 from .pool import ConnectionPool
 from .registry import Registry
 from .throwaway.binaries import ServerNotFound
-from .throwaway.server import ServerStartError
+from .throwaway.process import ServerStartError
 
 try:
     from rich.console import Console

@@ -14,7 +14,8 @@ import pymysql.connections
 if TYPE_CHECKING:
     from typing_extensions import Self
 from .binaries import find_galera_provider
-from .server import ServerStartError, ThrowawayServer, _pick_port, _tail
+from .process import ServerStartError, _pick_port, _tail
+from .server import ThrowawayServer
 
 
 def _pick_ports(count: int) -> list[int]:
