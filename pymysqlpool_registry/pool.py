@@ -123,11 +123,16 @@ class ConnectionPool:
         return self._endpoints.describe(monotonic())
 
     def stats(self) -> dict[str, float]:
-        """A snapshot of the pool's state and counters since it was created."""
+        """A snapshot of the pool's state and counters since it was created.
+
+        ``in_use`` counts loans to borrowers; a connection the maintenance thread holds for a
+        moment (a ping, a check, reading a reply) counts as idle.
+        """
         with self._lock:
+            held = sum(1 for conn in self._lent if conn._lent_at < conn._idle_since)
             return {
-                "idle": len(self._idle),
-                "in_use": len(self._lent),
+                "idle": len(self._idle) + held,
+                "in_use": len(self._lent) - held,
                 "total": self._total,
                 "waiting": len(self._waiters),
                 "min_size": self.config.min_size,
