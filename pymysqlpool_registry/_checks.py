@@ -19,6 +19,13 @@ Validator = Callable[[Any, Any, Any], None]
 _HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?\Z")
 
 
+def error_message(exc: BaseException) -> str:
+    """An exception's own message: attrs validators add (attribute, ...) to the args, which
+    ``str()`` would print as a tuple."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, str) else str(exc)
+
+
 def integer(minimum: int, maximum: int | None = None) -> Validator:
     """An attrs validator of an int (not a bool) in [minimum, maximum]."""
 

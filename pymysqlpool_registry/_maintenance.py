@@ -187,8 +187,8 @@ def _take_retired(pool: MaintainedPool, now: float) -> list[tuple[Connection, Re
         elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
             retired.append((conn, Reason.ENDPOINT_FAILED))
         elif not conn._pending_reply and conn.server_closed():
-            # dropped while idle; one with a reply pending is checked at checkout instead,
-            # so that no socket is read under the lock
+            # dropped while idle; one with a reply pending is taken out of the idle ones and
+            # read outside the lock (run_round's "answered"), so no socket is read under it
             retired.append((conn, Reason.DEAD))
         elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
             retired.append((conn, Reason.IDLE))
@@ -247,8 +247,8 @@ def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> No
     where only the borrower may return them (check_owner_thread)."""
     threshold = pool.config.leak_threshold
     for conn in lent:
-        if conn._lent_at < conn._idle_since:
-            continue  # taken for a pre-ping or keepalive: the loan has not started
+        if not conn.on_loan:
+            continue  # held for a ping, a check or a reply: no borrower has it
         borrower = conn._borrower
         with pool._lock:  # re-checked under the lock: it may have been returned meanwhile
             orphaned = (

@@ -15,8 +15,10 @@ from typing import NoReturn
 
 import pymysql
 
+from ._checks import error_message
 from .configfile import ConfigFileError
 from .dsn import USAGE, DsnError, parse_dsn
+from .errnos import error_number
 from .errors import PluginError, PoolError, UnknownPoolError
 from .packs import PACK_GROUP, installed
 from .pool import ConnectionPool
@@ -63,7 +65,7 @@ def explain(exc: BaseException) -> str:
     cause = exc
     while isinstance(cause, PoolError) and cause.__cause__ is not None:
         cause = cause.__cause__
-    errno = cause.args[0] if isinstance(cause, pymysql.err.Error) and cause.args else None
+    errno = error_number(cause)
     if errno == 1045:
         return f"access denied ({cause.args[1]}): check the user and password"
     if errno == 1049:
@@ -76,8 +78,7 @@ def explain(exc: BaseException) -> str:
         return f"{exc}, or give --dsn {USAGE}"
     if isinstance(exc, DsnError):
         return f"bad DSN: {exc}"
-    first = exc.args[0] if exc.args else None  # attrs validators add (attribute, ...) to args
-    return (first if isinstance(first, str) else str(exc)) or type(exc).__name__
+    return error_message(exc) or type(exc).__name__
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import attrs
 
+from ._checks import error_message
 from .config import PoolConfig, fields_set
 
 if sys.version_info >= (3, 11):
@@ -84,12 +85,6 @@ def _only(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _message(exc: BaseException) -> str:
-    """An exception's own message: attrs validators add (attribute, ...) to the args."""
-    first = exc.args[0] if exc.args else None
-    return first if isinstance(first, str) else str(exc)
-
-
 def _parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word not in _TRUE | _FALSE:
@@ -123,13 +118,12 @@ def _resolve_secrets(settings: dict[str, Any], where: str) -> dict[str, Any]:
             resolved[key] = value
             continue
         option = key.removesuffix(_SECRET_SUFFIX)
-        secret = option in _SECRETS
-        named = not secret and isinstance(value, str) and _VARIABLE_NAME.match(value)
-        variable = (
-            f"environment variable {value!r}" if named else "the environment variable it names"
-        )
         if not isinstance(value, str) or not _VARIABLE_NAME.match(value):
             raise ConfigFileError(f"{where}: {key} must be the name of an environment variable")
+        secret = option in _SECRETS
+        variable = (
+            "the environment variable it names" if secret else f"environment variable {value!r}"
+        )
         text = os.environ.get(value)
         if text is None:
             raise ConfigFileError(f"{where}: {key}: {variable} is not set")
@@ -138,7 +132,7 @@ def _resolve_secrets(settings: dict[str, Any], where: str) -> dict[str, Any]:
         try:
             resolved[option] = _env_type(option)(text)
         except ValueError as exc:
-            shown = "" if secret else f" ({_message(exc)})"
+            shown = "" if secret else f" ({error_message(exc)})"
             raise ConfigFileError(
                 f"{where}: {key}: {variable} is not a valid {option}{shown}"
             ) from None
@@ -150,7 +144,7 @@ def _check_names(table: Mapping[str, Any], where: str) -> None:
     try:
         fields_set({key.removesuffix(_SECRET_SUFFIX): None for key in table})
     except TypeError as exc:
-        raise ConfigFileError(f"{where}: {_message(exc)}") from None
+        raise ConfigFileError(f"{where}: {error_message(exc)}") from None
 
 
 def _overlay(
@@ -223,6 +217,6 @@ def read(path: str | os.PathLike[str], env: str | None) -> FileConfig:
         try:
             config = PoolConfig.from_kwargs(**settings)
         except (TypeError, ValueError) as exc:
-            raise ConfigFileError(f"{where}: {_message(exc)}") from None
+            raise ConfigFileError(f"{where}: {error_message(exc)}") from None
         result[name] = PoolSettings(config, fields_set(settings))
     return FileConfig(result, tuple(overlay.get("packs", ())), tuple(sorted(environments)))

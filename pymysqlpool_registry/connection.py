@@ -94,9 +94,11 @@ class Connection(_Base):  # type: ignore[misc]
         a handle that was given back reads False, as a closed PyMySQL connection does."""
         if not self.socket_open:
             return False
-        return self._pool is None or (
-            self._lent and (not self._check_owner or self._borrower is current_thread())
-        )
+        return self._pool is None or self._lent_to_caller()
+
+    def _lent_to_caller(self) -> bool:
+        """True if this pooled connection is on loan and the calling thread may use it."""
+        return self._lent and (not self._check_owner or self._borrower is current_thread())
 
     def __enter__(self) -> Self:
         """Enter ``with conn:``; a connection already given back is taken out again for the block.
@@ -129,11 +131,7 @@ class Connection(_Base):  # type: ignore[misc]
             super().__exit__(exc_type, exc, tb)
             return
         blocks = self._blocks
-        if (
-            blocks > 1
-            and self._lent
-            and (not self._check_owner or self._borrower is current_thread())
-        ):
+        if blocks > 1 and self._lent_to_caller():
             self._blocks = blocks - 1  # an inner block of this loan
             return
         if exc is None:
@@ -207,6 +205,13 @@ class Connection(_Base):  # type: ignore[misc]
         self._dirty = False
 
     # --- helpers the pool and its default plugins use ---
+
+    @property
+    def on_loan(self) -> bool:
+        """True once a borrower's loan has started (the pool set _lent_at after it went idle);
+        False while idle, being checked out, or held for a moment by the maintenance thread
+        (a ping, a check, reading a reply), which never sets _lent_at."""
+        return self._lent_at >= self._idle_since
 
     @property
     def socket_open(self) -> bool:

@@ -129,7 +129,7 @@ class ConnectionPool:
         moment (a ping, a check, reading a reply) counts as idle.
         """
         with self._lock:
-            held = sum(1 for conn in self._lent if conn._lent_at < conn._idle_since)
+            held = sum(1 for conn in self._lent if not conn.on_loan)
             return {
                 "idle": len(self._idle) + held,
                 "in_use": len(self._lent) - held,
@@ -182,12 +182,10 @@ class ConnectionPool:
     ) -> tuple[float, int]:
         """The checked timeout and retry_num of a get_connection call, defaults filled in."""
         name = "timeout"
-        if timeout is None:
-            timeout, name = (
-                (self.config.timeout, name)
-                if retry_interval is None
-                else (retry_interval, "retry_interval")
-            )
+        if timeout is None and retry_interval is not None:
+            timeout, name = retry_interval, "retry_interval"
+        elif timeout is None:
+            timeout = self.config.timeout
         if retry_num is None:
             retry_num = self.config.retry_num
         check_wait(timeout, retry_num, (name, "retry_num"))
@@ -446,7 +444,6 @@ class ConnectionPool:
             self._endpoints.joined(state)
             if self._gate.succeeded():  # the outage is over: waiters may connect again
                 self._grant_slots()
-                self._wake_waiters()
             return True
 
     def _requeue(self) -> Waiter:
@@ -584,9 +581,7 @@ class ConnectionPool:
         elif not conn.socket_open:
             reason = Reason.BROKEN
         elif conn.has_unread_result:
-            reason = (
-                Reason.UNREAD_RESULT
-            )  # reading the rest could take long; a new connection won't
+            reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
         elif conn._generation != self._generation:
             reason = Reason.INVALIDATED
         elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
@@ -689,14 +684,10 @@ class ConnectionPool:
                 self._lent.discard(conn)
                 self._idle.append(conn)
                 return
-        reason = (
-            Reason.POOL_CLOSED
-            if self._closed
-            else Reason.INVALIDATED
-            if not current
-            else Reason.RESIZED
-        )
-        self._discard(conn, reason)
+        if self._closed:
+            self._discard(conn, Reason.POOL_CLOSED)
+        else:
+            self._discard(conn, Reason.RESIZED if current else Reason.INVALIDATED)
 
     def _discard(self, conn: Connection, reason: Reason) -> None:
         """Close a lent *conn* and free its slot."""

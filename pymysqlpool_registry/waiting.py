@@ -74,17 +74,15 @@ class ConnectGate:
         self.probing = self.reported = False
         return was_failing
 
-    def failed(self, error: BaseException, now: float) -> bool:
-        """An attempt failed in a way a retry may fix; True if that began an outage."""
-        began = self.error is None
-        if began:
+    def failed(self, error: BaseException, now: float) -> None:
+        """An attempt failed in a way a retry may fix."""
+        if self.error is None:
             self.failing_since = now
         self.error = error
         self.failures += 1
         self.delay = min(max(self.delay * 2, self.first), self.cap)
         self.next_at = now + self.delay * random.uniform(0.5, 1.0)
         self.probing = False
-        return began
 
     def abandoned(self) -> None:
         """An attempt that started ended without an answer (interrupted, or a plugin failed)."""

@@ -787,3 +787,45 @@ def test_pools_without_connections_start_no_thread(connect_kwargs: dict[str, Any
 def test_a_usage_error_is_one_line() -> None:
     line = assert_clean_failure(run("demo", "--threads", "many"), 2)
     assert line.startswith("error: ") and "--threads" in line, line
+
+
+@pytest.mark.parametrize(
+    ("dsn", "settings"),
+    [  # the README's DSN forms, as the parser reads them
+        (
+            "mysql://user:password@host:3307/database",
+            {
+                "user": "user",
+                "password": "password",
+                "host": "host",
+                "port": 3307,
+                "database": "database",
+            },
+        ),
+        ("mariadb://u@db/x", {"user": "u", "host": "db", "database": "x"}),
+        ("mysql://user:password@[::1]:3307/database", {"host": "::1", "port": 3307}),
+        (
+            "mysql://user:password@/database?unix_socket=/run/mysqld/mysqld.sock",
+            {"unix_socket": "/run/mysqld/mysqld.sock", "database": "database"},
+        ),
+        (
+            "mysql://u:p@host/db?ssl_mode=VERIFY_IDENTITY&ssl_ca=/etc/ssl/db-ca.pem",
+            {
+                "ssl": {"check_hostname": True, "verify_mode": True, "ca": "/etc/ssl/db-ca.pem"},
+                "ssl_disabled": False,
+            },
+        ),
+        (
+            "mysql://u:p@host/db?ssl-ca=/ca.pem",
+            {"ssl": {"check_hostname": True, "verify_mode": True, "ca": "/ca.pem"}},
+        ),
+        ("mysql://u:p%40w%3Ad@host/db", {"password": "p@w:d"}),
+        ("mysql://u:p@w@host/db", {"password": "p@w", "host": "host"}),  # the last @ ends it
+        ("mysql://u@host/db?ssl_mode=DISABLED", {"ssl_disabled": True}),
+    ],
+)
+def test_the_readme_dsn_forms_parse(dsn: str, settings: dict[str, Any]) -> None:
+    from pymysqlpool_registry.dsn import parse_dsn
+
+    parsed = parse_dsn(dsn)
+    assert {key: parsed.get(key) for key in settings} == settings
