@@ -22,10 +22,11 @@ from .errors import (
     ReturnConnectionToPoolError,
     UnknownPoolError,
 )
-from .hookspecs import ConnectVerdict, Reason, Verdict, hookimpl
+from .hookspecs import hookimpl
 from .packs import PolicyPack
 from .pool import ConnectionPool
 from .registry import Registry
+from .verdicts import ConnectVerdict, Reason, Verdict
 
 __all__ = [
     "ConfigFileError",

@@ -83,6 +83,25 @@ def check_wait(
         )
 
 
+def wait_arguments(
+    timeout: float | None,
+    retry_num: int | None,
+    retry_interval: float | None,
+    defaults: tuple[float, int],
+) -> tuple[float, int]:
+    """The checked timeout and retry_num of a ``get_connection`` call, *defaults* (the
+    config's) filled in; pymysql-pool 0.5's *retry_interval* stands in for a missing timeout."""
+    name = "timeout"
+    if timeout is None and retry_interval is not None:
+        timeout, name = retry_interval, "retry_interval"
+    elif timeout is None:
+        timeout = defaults[0]
+    if retry_num is None:
+        retry_num = defaults[1]
+    check_wait(timeout, retry_num, (name, "retry_num"))
+    return timeout, retry_num
+
+
 def check_host(name: str, host: Any) -> None:
     """A host name or IP address: no user, password, port, spaces or brackets in it."""
     if not isinstance(host, str):

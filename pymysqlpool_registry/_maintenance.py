@@ -13,20 +13,19 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from .connector import Connector, Owner
+from .entry import Held
 from .errors import EndpointRefusedError
-from .hookspecs import Reason
+from .verdicts import Reason
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .endpoints import EndpointState
-    from .waiting import ConnectGate
+    from .waiting import Line
 
 
 class MaintainedPool(Owner, Protocol):
     """What the maintenance round uses of its pool: the Connector's view, and the idle and
     lent connections with the primitives that move them."""
-
-    _total: int
 
     @property
     def _closed(self) -> bool: ...
@@ -35,17 +34,15 @@ class MaintainedPool(Owner, Protocol):
     @property
     def _lent(self) -> set[Connection]: ...
     @property
-    def _gate(self) -> ConnectGate: ...
+    def _line(self) -> Line: ...
     @property
     def _connector(self) -> Connector: ...
-    def _maintain(self) -> float | None: ...
     def _after_fork(self) -> None: ...
-    def _hold_idle(self, conns: list[Connection]) -> list[Connection]: ...
+    def _mark(self, conn: Connection, held: Held) -> None: ...
     def _put(self, conn: Connection, now: float, reset: bool) -> None: ...
     def _discard(self, conn: Connection, reason: Reason) -> None: ...
     def _close(self, conn: Connection, reason: Reason) -> None: ...
     def _release_slot(self, wake: bool = True) -> None: ...
-    def _wake_waiters(self) -> None: ...
     def _connect_abandoned(self) -> None: ...
 
 
@@ -60,13 +57,14 @@ _POOLS: weakref.WeakSet[MaintainedPool] = weakref.WeakSet()
 
 
 class Maintenance:
-    """A daemon thread calling ``pool._maintain()`` until the pool is closed or collected.
+    """A daemon thread running :func:`run_round` for its pool until the pool is closed or
+    collected.
 
     It starts with the pool's first connection (:meth:`start`), or when woken: a pool that
     has none has nothing to maintain, so a process can build thousands of pools (``pymysqlpool
     stats`` on a large config file) without a thread each. It holds the pool only through a
-    weak reference, so a pool nobody uses any more can go. ``_maintain`` returns how long to
-    sleep; :meth:`wake` cuts the sleep short.
+    weak reference, so a pool nobody uses any more can go. A round returns how long to sleep;
+    :meth:`wake` cuts the sleep short.
     """
 
     def __init__(self, pool: MaintainedPool) -> None:
@@ -111,7 +109,7 @@ class Maintenance:
             if pool is None:
                 return
             try:
-                delay = pool._maintain()
+                delay = run_round(pool)
             except Exception:
                 logger.exception("maintenance of pool(%s) failed", pool.name)
                 delay = 1.0
@@ -129,28 +127,29 @@ def run_round(pool: MaintainedPool) -> float | None:
     connections, the leak candidates, the slots to refill); then, outside it, acts.
     """
     config = pool.config
+    line = pool._line
     now = monotonic()
     with pool._lock:
         if pool._closed:
             return None
         retired = _take_retired(pool, now)
-        answered = pool._hold_idle(
-            [conn for conn in pool._idle if conn._pending_reply and conn.readable()]
+        answered = _hold(
+            pool, [conn for conn in pool._idle if conn._pending_reply and conn.readable()]
         )
         stale = _take_for_keepalive(pool, now)
         probes = _take_for_endpoint_check(pool, now)
         lent = list(pool._lent)
-        missing = max(config.min_size - pool._total, 0)
-        if missing and pool._gate.failing:  # one attempt, when the gate allows it
-            missing = 1 if pool._gate.try_start(now) else 0
-        pool._total += missing
+        missing = max(config.min_size - line.total, 0)
+        if missing and line.gate.failing:  # one attempt, when the gate allows it
+            missing = 1 if line.gate.try_start(now) else 0
+        line.total += missing
     for conn, reason in retired:
         pool._close(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
             pool._discard(conn, Reason.DEAD)
         else:
-            pool._put(conn, conn._idle_since, False)
+            pool._put(conn, conn._entry.idle_since, False)
     for conn in stale:
         try:
             conn.ping_within(config.ping_timeout)
@@ -171,31 +170,40 @@ def run_round(pool: MaintainedPool) -> float | None:
     )
     wait = min([1.0, *(p / 4 for p in periods if p is not None)])
     with pool._lock:
-        if pool._gate.failing and pool._total < config.min_size:
-            wait = min(wait, pool._gate.next_at - monotonic())
+        if line.gate.failing and line.total < config.min_size:
+            wait = min(wait, line.gate.next_at - monotonic())
     return max(wait, _MIN_ROUND)
+
+
+def _hold(pool: MaintainedPool, conns: list[Connection]) -> list[Connection]:
+    """Under the lock: take *conns* out of the idle ones, held by this (maintenance) thread
+    until it gives them back with _put or closes them; returns *conns*."""
+    for conn in conns:
+        pool._idle.remove(conn)
+        pool._mark(conn, Held.MAINTENANCE)
+    return conns
 
 
 def _take_retired(pool: MaintainedPool, now: float) -> list[tuple[Connection, Reason]]:
     """Under the lock: remove idle connections that expired, died, or idled too long."""
     max_idle = pool.config.max_idle
-    surplus = pool._total - pool.config.min_size
+    surplus = pool._line.total - pool.config.min_size
     retired = []
     for conn in pool._idle:
-        if now >= conn._expires_at:
-            retired.append((conn, Reason.EXPIRED))
-        elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
-            retired.append((conn, Reason.ENDPOINT_FAILED))
+        entry = conn._entry
+        reason = entry.spent(now)
+        if reason is not None:
+            retired.append((conn, reason))
         elif not conn._pending_reply and conn.server_closed():
             # dropped while idle; one with a reply pending is taken out of the idle ones and
             # read outside the lock (run_round's "answered"), so no socket is read under it
             retired.append((conn, Reason.DEAD))
-        elif max_idle is not None and surplus > 0 and now - conn._idle_since > max_idle:
+        elif max_idle is not None and surplus > 0 and now - entry.idle_since > max_idle:
             retired.append((conn, Reason.IDLE))
             surplus -= 1
     for conn, _ in retired:
         pool._idle.remove(conn)
-    pool._total -= len(retired)
+    pool._line.total -= len(retired)
     return retired
 
 
@@ -204,7 +212,7 @@ def _take_for_keepalive(pool: MaintainedPool, now: float) -> list[Connection]:
     interval = pool.config.keepalive_interval
     if interval is None:
         return []
-    return pool._hold_idle([conn for conn in pool._idle if now - conn._idle_since >= interval])
+    return _hold(pool, [conn for conn in pool._idle if now - conn._entry.idle_since >= interval])
 
 
 def _take_for_endpoint_check(pool: MaintainedPool, now: float) -> list[Connection]:
@@ -215,22 +223,17 @@ def _take_for_endpoint_check(pool: MaintainedPool, now: float) -> list[Connectio
         return []
     picked: dict[EndpointState, Connection] = {}
     for conn in pool._idle:
-        state = conn._endpoint
-        if (
-            state is not None
-            and state not in picked
-            and state.epoch == conn._endpoint_epoch
-            and now - state.checked_at >= interval
-        ):
+        entry = conn._entry
+        state = entry.endpoint
+        if state not in picked and not entry.condemned() and now - state.checked_at >= interval:
             picked[state] = conn
-    return pool._hold_idle(list(picked.values()))
+    return _hold(pool, list(picked.values()))
 
 
 def _recheck(pool: MaintainedPool, conn: Connection) -> None:
     """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
     so retires its connections); a failure closes *conn*; else it goes back as it was."""
-    state = conn._endpoint
-    assert state is not None
+    state = conn._entry.endpoint
     try:
         pool._connector.vet(conn, state, pool.config.ping_timeout)
     except EndpointRefusedError as exc:
@@ -239,7 +242,7 @@ def _recheck(pool: MaintainedPool, conn: Connection) -> None:
     except Exception:  # noqa: BLE001 - any failure means the connection is gone
         pool._discard(conn, Reason.DEAD)
     else:
-        pool._put(conn, conn._idle_since, False)  # a check is not a loan: idle time stays
+        pool._put(conn, conn._entry.idle_since, False)  # a check is not a loan: idle time stays
 
 
 def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> None:
@@ -247,8 +250,9 @@ def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> No
     where only the borrower may return them (check_owner_thread)."""
     threshold = pool.config.leak_threshold
     for conn in lent:
-        if not conn.on_loan:
-            continue  # held for a ping, a check or a reply: no borrower has it
+        entry = conn._entry
+        if entry.held is not Held.LENT:
+            continue  # held for a ping, a check or a reply, or being checked out
         borrower = conn._borrower
         with pool._lock:  # re-checked under the lock: it may have been returned meanwhile
             orphaned = (
@@ -260,16 +264,16 @@ def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> No
             abandoned = orphaned and conn._check_owner
             if abandoned:
                 pool._lent.discard(conn)  # nobody can return it now; _discard below closes it
-        held = now - conn._lent_at
+        held = now - entry.lent_at
         overdue = threshold is not None and held > threshold
-        reported = conn._leak_reported == conn._lent_at  # for this loan already
+        reported = entry.leak_reported == entry.lent_at  # for this loan already
         if not (abandoned or ((overdue or orphaned) and not reported)):
             continue
-        conn._leak_reported = conn._lent_at
+        entry.leak_reported = entry.lent_at
         with pool._lock:
             pool._counts["leaks"] += 1
         if pool._hooks.on_leak is not None:
-            stack = "".join(traceback.format_list(conn._taken_at or []))
+            stack = "".join(traceback.format_list(entry.taken_at or []))
             pool._hooks.on_leak(
                 pool=pool, connection=conn, held=held, stack=stack, abandoned=abandoned
             )
@@ -290,11 +294,11 @@ def _refill(pool: MaintainedPool, missing: int) -> None:
         except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
             now = monotonic()
             with pool._lock:
-                pool._gate.failed(exc, now)
-                pool._wake_waiters()
-                since = pool._gate.failing_since or now
-                report = now - since >= pool.config.reconnect_timeout and not pool._gate.reported
-                pool._gate.reported |= report
+                gate = pool._line.gate
+                pool._line.failed(exc, now)
+                since = gate.failing_since or now
+                report = now - since >= pool.config.reconnect_timeout and not gate.reported
+                gate.reported |= report
             for _ in range(missing - opened):
                 pool._release_slot(wake=False)
             if report and pool._hooks.on_reconnect_failed is not None:
@@ -304,9 +308,7 @@ def _refill(pool: MaintainedPool, missing: int) -> None:
             pool._connect_abandoned()
             raise
         with pool._lock:
-            conn._lent = True
-            conn._borrower = current_thread()
-            pool._lent.add(conn)
+            pool._mark(conn, Held.MAINTENANCE)
         pool._put(conn, monotonic(), False)
 
 

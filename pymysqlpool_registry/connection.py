@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .config import PoolConfig
-    from .endpoints import EndpointState
+    from .entry import PoolEntry
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
@@ -45,24 +45,18 @@ class Connection(_Base):  # type: ignore[misc]
     that raises :class:`~pymysqlpool_registry.ConnectionReturnedError`.
     """
 
-    # Pool bookkeeping lives in class defaults so a plain connection needs no extra __init__.
+    # What a command reads lives in class defaults, so a plain connection needs no extra
+    # __init__; what only the pool reads is in its PoolEntry (_entry, set when adopted).
     _pool: Lender | None = None
-    _lent = False
+    _entry: PoolEntry
+    _lent = False  # lent to a borrower (or held by the maintenance thread)
     _blocks = 0  # how many ``with conn:`` blocks of this loan are open (nested ones count)
     _borrower: threading.Thread | None = None
-    _expires_at = float("inf")  # monotonic time after which the pool closes it
-    _taken_at: Any = None  # where it was lent (a StackSummary), when leak detection is on
-    _leak_reported = -1.0  # the _lent_at of the loan last reported as a leak
     _check_owner = True  # the pool's check_owner_thread
-    _lent_at = 0.0
-    _idle_since = 0.0
-    _generation = 0
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
     _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
     _used = False  # a statement ran since the pool last reset the session
     _last_error: BaseException | None = None  # a server error raised during this loan
-    _endpoint: EndpointState | None = None  # where the pool connected it
-    _endpoint_epoch = 0  # its epoch then: a later one means the endpoint failed since
     _poller: Any = None
     _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker
@@ -207,13 +201,6 @@ class Connection(_Base):  # type: ignore[misc]
     # --- helpers the pool and its default plugins use ---
 
     @property
-    def on_loan(self) -> bool:
-        """True once a borrower's loan has started (the pool set _lent_at after it went idle);
-        False while idle, being checked out, or held for a moment by the maintenance thread
-        (a ping, a check, reading a reply), which never sets _lent_at."""
-        return self._lent_at >= self._idle_since
-
-    @property
     def socket_open(self) -> bool:
         """True while the socket is open, whoever holds the connection (PyMySQL's ``open``)."""
         return self._sock is not None
@@ -232,6 +219,31 @@ class Connection(_Base):  # type: ignore[misc]
         if status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
             return True
         return self._dirty and not status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+
+    def end_loan(self, config: PoolConfig, force: bool) -> bool:
+        """End what a borrower left open, as *config* says (``reset``, ``autocommit``); with
+        *force* whether or not anything seems open. True if that took a command."""
+        if config.reset == "session":
+            if not (force or self._used):  # _dirty is cleared by a COMMIT; session state isn't
+                return False
+            with self.bounded(config.ping_timeout):
+                self.reset_session(config)
+            return True
+        if self._pending_reply:
+            return False  # no command since the last borrower's ROLLBACK was sent
+        did = False
+        if force or self.in_transaction:
+            self.send_rollback()
+            did = True
+        if (
+            bool(self.server_status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT)
+            is not config.autocommit
+        ):
+            with self.bounded(config.ping_timeout):
+                self.autocommit(config.autocommit)
+            self._dirty = False
+            did = True
+        return did
 
     def send_rollback(self) -> None:
         """Send ROLLBACK without waiting for its reply.

@@ -9,8 +9,9 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .connection import Connection
+from .entry import PoolEntry
 from .errors import EndpointRefusedError, NoEndpointError, PluginError
-from .hookspecs import ConnectVerdict
+from .verdicts import ConnectVerdict
 
 if TYPE_CHECKING:
     from ._manager import PolicyManager
@@ -187,7 +188,7 @@ class Connector:
         self._adopt(conn, state, epoch, generation)
         if pool._hooks.on_connect is not None:
             pool._hooks.on_connect(
-                pool=pool, connection=conn, reason=reason, duration=conn._idle_since - started
+                pool=pool, connection=conn, reason=reason, duration=conn._entry.idle_since - started
             )
         return conn
 
@@ -195,18 +196,17 @@ class Connector:
         """Make *conn* the pool's: its endpoint, generation and lifetime."""
         pool = self._pool
         config = pool.config
-        conn._pool = pool
-        conn._endpoint = state
-        conn._endpoint_epoch = epoch
-        conn._check_owner = config.check_owner_thread
-        conn._generation = generation
-        conn._dirty = conn._used = False
-        now = conn._idle_since = monotonic()
+        now = monotonic()
         lifetime = config.max_lifetime
         if pool._endpoints.is_fallback(state):  # retry the preferred ones soon
             lifetime = min(lifetime or _FALLBACK_LIFETIME, _FALLBACK_LIFETIME)
+        expires_at = float("inf")
         if lifetime is not None:
-            conn._expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
+            expires_at = now + lifetime * (1 - _LIFETIME_JITTER * random.random())
+        conn._entry = PoolEntry(state, epoch, generation, now, expires_at)
+        conn._pool = pool
+        conn._check_owner = config.check_owner_thread
+        conn._dirty = conn._used = False
 
     def _select(self, candidates: list[EndpointState]) -> EndpointState | None:
         """The select_endpoint hooks' choice among *candidates* (None: the first)."""

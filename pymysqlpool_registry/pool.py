@@ -15,13 +15,14 @@ from typing import Any
 import attrs
 from pymysql.constants import SERVER_STATUS
 
-from ._checks import check_wait
-from ._maintenance import _POOLS, Maintenance, run_round
+from ._checks import wait_arguments
+from ._maintenance import _POOLS, Maintenance
 from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
 from .connector import Connector
 from .endpoints import EndpointSet, EndpointState
+from .entry import Held
 from .errnos import error_number
 from .errors import (
     ConnectFailedError,
@@ -31,13 +32,13 @@ from .errors import (
     PoolClosedError,
     PoolTimeout,
 )
-from .hookspecs import Reason, Verdict
-from .waiting import ConnectGate, Waiter
+from .verdicts import Reason, Verdict
+from .waiting import Line, Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
 current_thread = threading.current_thread
-_AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+IDLE, CHECKOUT, LENT = Held.IDLE, Held.CHECKOUT, Held.LENT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 
@@ -71,9 +72,8 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._idle: deque[Connection] = deque()
         self._take_idle = self._idle.pop if config.lifo else self._idle.popleft
-        self._waiters: deque[Waiter] = deque()
-        self._lent: set[Connection] = set()
-        self._total = 0  # open connections plus slots being opened
+        self._lent: set[Connection] = set()  # lent to borrowers or held by maintenance
+        self._line = Line(self._lock, config.max_size)  # slots, waiters and the connect gate
         self._generation = 0  # bumped by invalidate(); older connections are not reused
         self._endpoints = EndpointSet(self._lock, config)
         self._closed = False
@@ -93,14 +93,15 @@ class ConnectionPool:
         )
         self._wait_time = 0.0
         self._all_back = threading.Event()  # set when the pool is closed and nothing is lent
-        self._gate = ConnectGate()  # spaces out connect attempts while they fail
         self._rollback_warned_until = 0.0
         self._rollbacks_unreported = 0
         self._connector = Connector(self)
-        self._idle.extend(self._connector.fill(config.min_size))
-        self._total = len(self._idle)
+        for conn in self._connector.fill(config.min_size):
+            conn._entry.held = IDLE
+            self._idle.append(conn)
+        self._line.total = len(self._idle)
         self._maintenance = Maintenance(self)
-        if self._total:
+        if self._idle:
             self._maintenance.start()  # else with the first connection a borrower opens
         _POOLS.add(self)
 
@@ -129,12 +130,12 @@ class ConnectionPool:
         moment (a ping, a check, reading a reply) counts as idle.
         """
         with self._lock:
-            held = sum(1 for conn in self._lent if not conn.on_loan)
+            held = sum(1 for conn in self._lent if conn._entry.held is Held.MAINTENANCE)
             return {
                 "idle": len(self._idle) + held,
                 "in_use": len(self._lent) - held,
-                "total": self._total,
-                "waiting": len(self._waiters),
+                "total": self._line.total,
+                "waiting": len(self._line.waiters),
                 "min_size": self.config.min_size,
                 "max_size": self.config.max_size,
                 **self._counts,
@@ -156,16 +157,26 @@ class ConnectionPool:
         an idle connection before lending it whatever its idle time. Raises
         :class:`GetConnectionFromPoolError` when none could be had in time.
         """
+        config = self.config
         if timeout is None and retry_num is None and retry_interval is None:
-            timeout, retry_num = self.config.timeout, self.config.retry_num
+            timeout, retry_num = config.timeout, config.retry_num
         else:
-            timeout, retry_num = self._wait_arguments(timeout, retry_num, retry_interval)
+            defaults = config.timeout, config.retry_num
+            timeout, retry_num = wait_arguments(timeout, retry_num, retry_interval, defaults)
         started = monotonic()
         budget = timeout * (retry_num + 1)
-        deadline = started + (budget if budget > 0 else self.config.connect_timeout)
+        # the request's one deadline, for waiting, connecting and pinging; with timeout=0
+        # nothing waits, but a connect may take its connect_timeout
+        deadline = started + (budget if budget > 0 else config.connect_timeout)
+        waiter = None
         first = True
         while True:
-            conn, fresh = self._checkout(started, timeout, retry_num, first)
+            conn = self._checkout(first)
+            fresh = False
+            if conn is None:
+                if waiter is None:
+                    waiter = Waiter(started, deadline, timeout, retry_num)
+                conn, fresh = self._obtain(waiter)
             first = False
             now = monotonic()
             unfit = None if fresh else self._unfit(conn, now, deadline, pre_ping)
@@ -173,23 +184,9 @@ class ConnectionPool:
                 break
             self._discard(conn, unfit)
             if monotonic() >= deadline:  # dead connections (a hung server) used up the time
-                raise self._request_failed(timeout, retry_num, started)
+                raise self._request_failed(waiter or Waiter(started, deadline, timeout, retry_num))
         self._lend(conn, now, started)
         return conn
-
-    def _wait_arguments(
-        self, timeout: float | None, retry_num: int | None, retry_interval: float | None
-    ) -> tuple[float, int]:
-        """The checked timeout and retry_num of a get_connection call, defaults filled in."""
-        name = "timeout"
-        if timeout is None and retry_interval is not None:
-            timeout, name = retry_interval, "retry_interval"
-        elif timeout is None:
-            timeout = self.config.timeout
-        if retry_num is None:
-            retry_num = self.config.retry_num
-        check_wait(timeout, retry_num, (name, "retry_num"))
-        return timeout, retry_num
 
     @property
     def available_num(self) -> int:
@@ -199,14 +196,7 @@ class ConnectionPool:
     @property
     def total_num(self) -> int:
         """Connections open or being opened, lent and idle together (pymysql-pool 0.5)."""
-        return self._total
-
-    def _lend(self, conn: Connection, now: float, started: float) -> None:
-        conn._lent_at = now
-        if self.config.leak_threshold is not None:
-            conn._taken_at = traceback.extract_stack(sys._getframe(2), limit=16)
-        if self._hooks.on_checkout is not None:
-            self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
+        return self._line.total
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Connection]:
@@ -219,9 +209,7 @@ class ConnectionPool:
         """Close every idle connection now and every lent one when it comes back."""
         with self._lock:
             self._generation += 1
-            idle = list(self._idle)
-            self._idle.clear()
-            self._total -= len(idle)
+            idle = self._take_all_idle()
         for conn in idle:
             self._close(conn, Reason.INVALIDATED)
 
@@ -233,13 +221,9 @@ class ConnectionPool:
         """
         with self._lock:
             self._closed = True
-            idle = list(self._idle)
-            self._idle.clear()
-            self._total -= len(idle)
-            for waiter in self._waiters:
-                waiter.hand(error=PoolClosedError(0, f"pool({self.name}) was closed"))
-            self._waiters.clear()
-            if self._total == 0:
+            idle = self._take_all_idle()
+            self._line.close(PoolClosedError(0, f"pool({self.name}) was closed"))
+            if self._line.total == 0:
                 self._all_back.set()
         self._maintenance.stop()
         for conn in idle:
@@ -262,28 +246,23 @@ class ConnectionPool:
             min_size=self.config.min_size if min_size is None else min_size,
             max_size=self.config.max_size if max_size is None else max_size,
         )
+        line = self._line
         surplus = []
         with self._lock:
             self.config = config
-            while self._total > config.max_size and self._idle:
+            line.max_size = config.max_size
+            while line.total > config.max_size and self._idle:
                 surplus.append(self._idle.popleft())
-                self._total -= 1
-            self._grant_slots()
+                line.total -= 1
+            line.grant()
         for conn in surplus:
             self._close(conn, Reason.RESIZED)
         self._maintenance.wake()
 
-    # --- lending ---
+    # --- lending: take idle / wait / open -> check fitness -> lend ---
 
-    def _checkout(
-        self, started: float, timeout: float, retry_num: int, first: bool
-    ) -> tuple[Connection, bool]:
-        """Take an idle connection, or open one in a free slot, or wait in line for either.
-
-        Returns the connection and whether it is new. A connect that failed in a way a
-        retry may fix puts the borrower back at the head of the line, where it takes a
-        connection that comes back, or its turn to connect when the gate allows one.
-        """
+    def _checkout(self, first: bool) -> Connection | None:
+        """Take an idle connection for the calling thread, or None if there is none."""
         with self._lock:
             if self._closed:
                 raise PoolClosedError(0, f"pool({self.name}) is closed")
@@ -291,77 +270,64 @@ class ConnectionPool:
                 self._counts["requests"] += 1
             if self._idle:
                 conn = self._take_idle()
-                conn._lent = True
-                conn._borrower = current_thread()
-                self._lent.add(conn)
+                self._mark(conn, CHECKOUT)
+                return conn
+        return None
+
+    def _obtain(self, waiter: Waiter) -> tuple[Connection, bool]:
+        """No connection was idle: take one that came back since, or open one in a free
+        slot, or wait in line for either. Returns it and whether it is new.
+
+        A connect that failed in a way a retry may fix puts the borrower back at the head
+        of the line, where it takes a connection that comes back, or its turn to connect
+        when the gate allows one.
+        """
+        with self._lock:
+            if self._closed:
+                raise PoolClosedError(0, f"pool({self.name}) is closed")
+            if self._idle:
+                conn = self._take_idle()
+                self._mark(conn, CHECKOUT)
                 return conn, False
-            waiter = None
-            if self._total < self.config.max_size and self._gate.try_start(monotonic()):
-                self._total += 1
-            else:
-                waiter = Waiter(self._gate.failures)
-                self._waiters.append(waiter)
+            slot = self._line.reserve(monotonic())
+            if not slot:
                 self._counts["waited"] += 1
-        deadline = started + timeout * (retry_num + 1)
+                if waiter.timeout > 0:
+                    self._line.join(waiter)
+        if not slot and waiter.timeout == 0:
+            raise self._request_failed(waiter)  # timeout=0 and no slot: no waiting
         while True:
-            if waiter is not None:
-                handed = self._wait(waiter, deadline, timeout, retry_num, started)
+            if not slot:
+                handed = self._wait(waiter)
                 if handed is not None:
                     return handed, False
-            opened = self._open_in_slot(deadline, timeout, retry_num, started)
-            if isinstance(opened, Connection):
+            opened = self._open_in_slot(waiter)
+            if opened is not None:
                 return opened, True
-            waiter = opened
+            slot = False  # back in line
 
-    def _wait(
-        self, waiter: Waiter, deadline: float, timeout: float, retry_num: int, started: float
-    ) -> Connection | None:
+    def _wait(self, waiter: Waiter) -> Connection | None:
         """Wait in line for a hand-off; None means a slot to open a connection in."""
         waiting_since = monotonic()
-        gate = self._gate
-        answer = None
-        wake = gate.wake_at(deadline)  # a read without the lock: at worst one early look
         try:
-            while True:
-                waiter.sleep(wake - monotonic())
-                with self._lock:
-                    waiter.settle()
-                    if waiter.handed:
-                        break
-                    now = monotonic()
-                    if isinstance(gate.error, NoEndpointError) and gate.failures != waiter.failures:
-                        answer = gate.error  # every endpoint failed since it came: an answer
-                        self._waiters.remove(waiter)
-                        break
-                    if now >= deadline:
-                        self._waiters.remove(waiter)
-                        break
-                    free = self._total < self.config.max_size
-                    if free and gate.try_start(now):
-                        self._waiters.remove(waiter)  # its turn to try a connect
-                        self._total += 1
-                        waiter.slot = True
-                        break
-                    wake = gate.wake_at(deadline) if free else deadline
+            answer = self._line.wait(waiter)
         except BaseException:  # a signal handler raised (KeyboardInterrupt): leave the line
             self._leave_line(waiter)
             raise
         with self._lock:
             self._wait_time += monotonic() - waiting_since
         if answer is not None:
-            raise self._request_failed(timeout, retry_num, started, answer, True) from answer
+            raise self._request_failed(waiter, answer, answered=True) from answer
         if waiter.error is not None:
             raise waiter.error
         if not waiter.handed:
-            raise self._request_failed(timeout, retry_num, started)
+            raise self._request_failed(waiter)
         return waiter.conn
 
     def _leave_line(self, waiter: Waiter) -> None:
         """Give back whatever an interrupted waiter was or is about to be handed."""
         with self._lock:
-            queued = waiter in self._waiters
-            if queued:
-                self._waiters.remove(waiter)
+            queued = self._line.leave(waiter)
         if queued:
             return
         if waiter.conn is not None:
@@ -369,17 +335,13 @@ class ConnectionPool:
         elif waiter.slot:
             self._release_slot()
 
-    def _open_in_slot(
-        self, deadline: float, timeout: float, retry_num: int, started: float
-    ) -> Connection | Waiter:
+    def _open_in_slot(self, waiter: Waiter) -> Connection | None:
         """Open a connection in a slot this thread holds, trying each endpoint once.
 
         A failure the classify_connect_error hooks call RETRY, with time left, frees the slot
-        and returns this borrower's new place at the head of the line; any other fails it.
+        and puts the borrower back at the head of the line (None); any other fails it.
         """
-        limit = self.config.connect_timeout
-        if timeout > 0:
-            limit = min(limit, max(deadline - monotonic(), 0.001))
+        limit = min(self.config.connect_timeout, max(waiter.deadline - monotonic(), 0.001))
         try:
             conn = self._connector.open("grow", limit)
         except PluginError:
@@ -387,27 +349,27 @@ class ConnectionPool:
             raise
         except Exception as exc:
             retry = self._connect_failed(exc)
-            if retry and timeout > 0 and monotonic() < deadline:
-                return self._requeue()
+            if retry and waiter.timeout > 0 and monotonic() < waiter.deadline:
+                with self._lock:
+                    if not self._closed:
+                        self._line.requeue(waiter)
+                        return None
             self._release_slot()
-            if isinstance(exc, NoEndpointError) or not retry:  # an answer, not a wait
-                raise self._request_failed(timeout, retry_num, started, exc, True) from exc
-            raise self._request_failed(timeout, retry_num, started, exc) from exc
+            answered = isinstance(exc, NoEndpointError) or not retry  # an answer, not a wait
+            raise self._request_failed(waiter, exc, answered) from exc
         except BaseException:
             self._connect_abandoned()
             raise
         self._maintenance.start()  # a no-op once it runs
         with self._lock:
             if not self._closed:
-                self._lent.add(conn)
-                conn._lent = True
-                conn._borrower = current_thread()
+                self._mark(conn, CHECKOUT)
                 return conn
         self._discard(conn, Reason.POOL_CLOSED)
         raise PoolClosedError(0, f"pool({self.name}) is closed")
 
     def _connect_failed(self, error: Exception) -> bool:
-        """Tell the gate about a failed connect; True if a retry may fix it.
+        """Tell the line about a failed connect; True if a retry may fix it.
 
         NoEndpointError (every endpoint failed) closes the gate too, so that the borrowers
         after it get the same answer at once instead of each trying every endpoint again.
@@ -415,24 +377,15 @@ class ConnectionPool:
         retry = isinstance(error, NoEndpointError) or self._connector.retryable(error)
         with self._lock:
             if retry:
-                self._gate.failed(error, monotonic())
+                self._line.failed(error, monotonic())
             else:
-                self._gate.abandoned()
-            self._wake_waiters()
+                self._line.abandoned()
         return retry and not isinstance(error, NoEndpointError)
 
     def _connect_abandoned(self) -> None:
         with self._lock:
-            self._gate.abandoned()
-            self._wake_waiters()
+            self._line.abandoned()
         self._release_slot()
-
-    def _wake_waiters(self) -> None:
-        """Under the lock, while connects fail: an attempt ended, so every waiter looks again
-        for its turn to connect (the gate says when)."""
-        if self._gate.failing:
-            for waiter in self._waiters:
-                waiter.wake()
 
     def _connected(self, state: EndpointState, epoch: int) -> bool:
         """Count a new connection to *state*'s endpoint, opened at *epoch*; False if the
@@ -442,31 +395,23 @@ class ConnectionPool:
                 return False
             self._counts["created"] += 1
             self._endpoints.joined(state)
-            if self._gate.succeeded():  # the outage is over: waiters may connect again
-                self._grant_slots()
+            self._line.succeeded()
             return True
 
-    def _requeue(self) -> Waiter:
-        """Free this borrower's slot and put it back at the head of the line."""
-        with self._lock:
-            waiter = Waiter(self._gate.failures)
-            self._total -= 1
-            self._waiters.appendleft(waiter)
-            if self._closed:
-                self._waiters.remove(waiter)
-                raise PoolClosedError(0, f"pool({self.name}) is closed")
-        return waiter
+    def _mark(self, conn: Connection, held: Held) -> None:
+        """Under the lock: *conn*, just opened or taken out of the idle ones, is the calling
+        thread's now (a borrower's being checked out, or the maintenance thread's)."""
+        conn._entry.held = held
+        conn._lent = True
+        conn._borrower = current_thread()
+        self._lent.add(conn)
 
-    def _grant_slots(self) -> None:
-        """Under the lock: hand free slots to waiters while the gate lets connects start; if
-        it does not yet, wake the first waiter to wait for the gate instead."""
-        now = monotonic()
-        while self._waiters and self._total < self.config.max_size and not self._closed:
-            if not self._gate.try_start(now):
-                self._waiters[0].wake()
-                return
-            self._total += 1
-            self._waiters.popleft().hand(slot=True)
+    def _take_all_idle(self) -> list[Connection]:
+        """Under the lock: empty the idle ones (their slots are freed) and return them."""
+        idle = list(self._idle)
+        self._idle.clear()
+        self._line.total -= len(idle)
+        return idle
 
     def _unfit(
         self, conn: Connection, now: float, deadline: float, ping: bool = False
@@ -477,16 +422,15 @@ class ConnectionPool:
         least, so a connection handed over at the last moment is not failed for want of time).
         *ping* asks the pre_ping hooks for a ping whatever the idle time (``idle`` is inf).
         """
-        if now >= conn._expires_at:
-            return Reason.EXPIRED
-        endpoint = conn._endpoint
-        if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
-            return Reason.ENDPOINT_FAILED  # never lend a connection to an endpoint that fails
+        entry = conn._entry
+        spent = entry.spent(now)  # never lend one that expired, or whose endpoint fails
+        if spent is not None:
+            return spent
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
         limit = min(self.config.ping_timeout, max(deadline - now, 0.1))
-        idle = float("inf") if ping else now - conn._idle_since
+        idle = float("inf") if ping else now - entry.idle_since
         try:
             fit = pre_ping(pool=self, connection=conn, idle=idle, timeout=limit)
         except BaseException:
@@ -494,17 +438,22 @@ class ConnectionPool:
             raise
         if fit is False:
             return Reason.DEAD
-        if endpoint is not None and endpoint.epoch != conn._endpoint_epoch:
+        if entry.condemned():
             return Reason.ENDPOINT_FAILED  # it failed during the ping
         return None
 
+    def _lend(self, conn: Connection, now: float, started: float) -> None:
+        """The loan starts: record when (and where from, with leak detection on)."""
+        entry = conn._entry
+        entry.held = LENT
+        entry.lent_at = now
+        if self.config.leak_threshold is not None:
+            entry.taken_at = traceback.extract_stack(sys._getframe(2), limit=16)
+        if self._hooks.on_checkout is not None:
+            self._hooks.on_checkout(pool=self, connection=conn, wait=now - started)
+
     def _request_failed(
-        self,
-        timeout: float,
-        retry_num: int,
-        started: float,
-        cause: BaseException | None = None,
-        answered: bool = False,
+        self, waiter: Waiter, cause: BaseException | None = None, answered: bool = False
     ) -> PoolTimeout | ConnectFailedError:
         """Count a failed request and build its error: a PoolTimeout in the old pymysql-pool's
         wording after a wait, or a ConnectFailedError, without "within", when the request
@@ -512,12 +461,12 @@ class ConnectionPool:
         with self._lock:
             self._counts["timeouts"] += 1
         if self._hooks.on_timeout is not None:
-            self._hooks.on_timeout(pool=self, waited=monotonic() - started)
+            self._hooks.on_timeout(pool=self, waited=monotonic() - waiter.started)
         if cause is None:
-            cause = self._gate.error  # waited while connects failed: that is why
+            cause = self._line.gate.error  # waited while connects failed: that is why
         message = f"can't get connection from pool({self.name})"
         if not answered:
-            message += f" within {timeout:g}*{retry_num + 1} second(s)"
+            message += f" within {waiter.timeout:g}*{waiter.retry_num + 1} second(s)"
         if cause is not None:
             message += f": {cause}"
         # the connect error's number, so that code checking e.args[0] (2003...) still works
@@ -532,9 +481,7 @@ class ConnectionPool:
             idle = not self._closed and conn in self._idle
             if idle:
                 self._idle.remove(conn)
-                conn._lent = True
-                conn._borrower = current_thread()
-                self._lent.add(conn)
+                self._mark(conn, CHECKOUT)
                 self._counts["requests"] += 1
         if not idle:
             raise ConnectionReturnedError(
@@ -551,14 +498,15 @@ class ConnectionPool:
             )
         self._lend(conn, now, now)
 
-    # --- returning ---
+    # --- returning: classify -> reset -> hand over or idle -> retire ---
 
     def _give_back(self, conn: Connection, error: BaseException | None) -> None:
         """Take *conn* back: classify *error*, reset the session, then re-lend or discard."""
         conn._check_borrower()
         conn._blocks = 0
+        entry = conn._entry
         now = monotonic()
-        usage = now - conn._lent_at
+        usage = now - entry.lent_at
         open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
         if open_transaction and error is None:
             self._warn_rolled_back(now)
@@ -570,11 +518,11 @@ class ConnectionPool:
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
         reason = None
         reset = False
-        if verdict is Verdict.EJECT_ENDPOINT and conn._endpoint is not None:
+        if verdict is Verdict.EJECT_ENDPOINT:
             reason = Reason.ENDPOINT_FAILED
-            if conn._endpoint_epoch == conn._endpoint.epoch:  # else already counted
+            if not entry.condemned():  # else already counted
                 self._connector.endpoint_failed(
-                    conn._endpoint, error or RuntimeError("eject"), health=True
+                    entry.endpoint, error or RuntimeError("eject"), health=True
                 )
         elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
             reason = Reason.ERROR
@@ -582,20 +530,18 @@ class ConnectionPool:
             reason = Reason.BROKEN
         elif conn.has_unread_result:
             reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
-        elif conn._generation != self._generation:
+        elif entry.generation != self._generation:
             reason = Reason.INVALIDATED
-        elif conn._endpoint is not None and conn._endpoint.epoch != conn._endpoint_epoch:
-            reason = Reason.ENDPOINT_FAILED
-        elif now >= conn._expires_at:
-            reason = Reason.EXPIRED
         else:
-            try:
-                reset = self._reset(conn, force=verdict is Verdict.RESET)
-            except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
-                reason = Reason.RESET_FAILED
-            except BaseException:  # interrupted mid-reset: the session state is unknown
-                self._discard(conn, Reason.RESET_FAILED)
-                raise
+            reason = entry.spent(now)
+            if reason is None:
+                try:
+                    reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
+                except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
+                    reason = Reason.RESET_FAILED
+                except BaseException:  # interrupted mid-reset: the session state is unknown
+                    self._discard(conn, Reason.RESET_FAILED)
+                    raise
         try:
             if self._hooks.on_checkin is not None:
                 self._hooks.on_checkin(
@@ -645,41 +591,23 @@ class ConnectionPool:
             return Verdict.DISCARD
         return verdict if isinstance(verdict, Verdict) else Verdict.DISCARD
 
-    def _reset(self, conn: Connection, force: bool) -> bool:
-        """End what the borrower left open; True if it took a round trip."""
-        config = self.config
-        if config.reset == "session":
-            if not (force or conn._used):  # _dirty is cleared by a COMMIT; session state isn't
-                return False
-            with conn.bounded(config.ping_timeout):
-                conn.reset_session(config)
-            return True
-        if conn._pending_reply:
-            return False  # no command since the last borrower's ROLLBACK was sent
-        did = False
-        if force or conn.in_transaction:
-            conn.send_rollback()
-            did = True
-        if bool(conn.server_status & _AUTOCOMMIT) is not config.autocommit:
-            with conn.bounded(config.ping_timeout):
-                conn.autocommit(config.autocommit)
-            conn._dirty = False
-            did = True
-        return did
-
     def _put(self, conn: Connection, now: float, reset: bool) -> None:
-        """Hand *conn* to the first waiter, or make it idle."""
-        conn._idle_since = now
+        """Hand *conn* to the first waiter, or make it idle (idle since *now*)."""
+        entry = conn._entry
+        entry.idle_since = now
         with self._lock:
             if reset:
                 self._counts["resets"] += 1
-            current = conn._generation == self._generation  # else invalidated meanwhile
-            if current and not self._closed and self._total <= self.config.max_size:
-                if self._waiters:
-                    waiter = self._waiters.popleft()
+            current = entry.generation == self._generation  # else invalidated meanwhile
+            line = self._line
+            if current and not self._closed and line.total <= line.max_size:
+                if line.waiters:
+                    waiter = line.waiters.popleft()
+                    entry.held = CHECKOUT
                     conn._borrower = waiter.thread
                     waiter.hand(conn)
                     return
+                entry.held = IDLE
                 conn._lent = False
                 self._lent.discard(conn)
                 self._idle.append(conn)
@@ -699,17 +627,15 @@ class ConnectionPool:
             self._release_slot()
 
     def _release_slot(self, wake: bool = True) -> None:
-        """Free a slot: hand it to the first waiter (who opens a connection in it) if the
-        gate lets a connect start, or drop it.
-
-        Dropping it below min_size wakes the maintenance thread to refill (*wake*).
-        """
+        """Free a slot: the first waiter gets it (and opens a connection in it) if the gate
+        lets a connect start. Dropping below min_size wakes the maintenance thread to refill
+        (*wake*)."""
         with self._lock:
-            self._total -= 1
-            self._grant_slots()
-            if self._closed and self._total == 0:
+            self._line.release()
+            total = self._line.total
+            if self._closed and total == 0:
                 self._all_back.set()
-            refill = wake and self._total < self.config.min_size and not self._closed
+            refill = wake and total < self.config.min_size and not self._closed
         if refill:
             self._maintenance.wake()
 
@@ -718,42 +644,25 @@ class ConnectionPool:
         conn.discard()
         with self._lock:
             self._counts["closed"] += 1
-            if conn._endpoint is not None:
-                conn._endpoint.open -= 1
+            conn._entry.endpoint.open -= 1
             if reason != Reason.POOL_CLOSED:
                 self._counts["discarded"] += 1
         if self._hooks.on_discard is not None:
             self._hooks.on_discard(pool=self, connection=conn, reason=reason)
 
-    # --- maintenance (the pool's own thread) and fork safety ---
-
-    def _maintain(self) -> float | None:
-        """One maintenance round (see _maintenance.run_round); seconds until the next."""
-        return run_round(self)
-
-    def _hold_idle(self, conns: list[Connection]) -> list[Connection]:
-        """Under the lock: take *conns* out of the idle ones, lent to this (maintenance)
-        thread until it gives them back with _put or closes them; returns *conns*."""
-        for conn in conns:
-            self._idle.remove(conn)
-            conn._lent = True
-            conn._borrower = current_thread()
-            self._lent.add(conn)
-        return conns
+    # --- fork safety ---
 
     def _after_fork(self) -> None:
         """In a forked child: drop the parent's connections without touching their sockets'
         server sessions, and start afresh (a lent one becomes a plain closed connection)."""
         self._lock = threading.Lock()
-        self._gate = ConnectGate()
         for conn in (*self._idle, *self._lent):
             conn._pool = None
             conn._lent = False
             conn._force_close()
         self._idle.clear()
         self._lent.clear()
-        self._waiters.clear()
-        self._total = 0
+        self._line = Line(self._lock, self.config.max_size)
         self._endpoints.after_fork(self._lock)
         self._generation += 1
         if not self._closed:

@@ -19,6 +19,7 @@ import attrs
 import pytest
 
 from .connection import Connection
+from .entry import PoolEntry
 from .pool import ConnectionPool
 from .throwaway import ServerNotFound, ThrowawayServer
 
@@ -75,9 +76,13 @@ class PoolSnapshot:
 def snapshot(pool: ConnectionPool) -> PoolSnapshot:
     """What *pool* holds now, read under its lock (the one place tests look inside a pool)."""
     with pool._lock:
-        return PoolSnapshot(
-            tuple(pool._idle), frozenset(pool._lent), len(pool._waiters), pool._total
-        )
+        line = pool._line
+        return PoolSnapshot(tuple(pool._idle), frozenset(pool._lent), len(line.waiters), line.total)
+
+
+def entry(conn: Connection) -> PoolEntry:
+    """The pool's record of *conn*: who holds it, since when, its endpoint and lifetime."""
+    return conn._entry
 
 
 # --- helpers for tests that talk to a real server from several threads ---

@@ -23,7 +23,7 @@ from pymysqlpool_registry import (
     Registry,
     hookimpl,
 )
-from pymysqlpool_registry.testing import wait_until
+from pymysqlpool_registry.testing import entry, wait_until
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 READ_ONLY_ERROR = pymysql.err.OperationalError(1290, "The server is running with --read-only")
@@ -46,7 +46,7 @@ def registry() -> Iterator[Registry]:
 
 
 def host_of(conn: Any) -> str:
-    return str(conn._endpoint.endpoint.host)
+    return str(entry(conn).endpoint.endpoint.host)
 
 
 def by_host(pool: ConnectionPool) -> dict[str, dict[str, Any]]:
@@ -202,8 +202,8 @@ def test_a_fallback_connection_is_kept_only_briefly(
     with reader.connection(timeout=5) as fallback, writer.connection(timeout=5) as preferred:
         assert fallback.port == preferred.port == server.port
         now = time.monotonic()
-        assert fallback._expires_at - now <= 30.0
-        assert preferred._expires_at - now > 3000.0
+        assert entry(fallback).expires_at - now <= 30.0
+        assert entry(preferred).expires_at - now > 3000.0
 
 
 def test_round_robin_does_not_pile_onto_a_rejoining_endpoint(

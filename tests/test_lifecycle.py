@@ -27,6 +27,7 @@ from pymysqlpool_registry import (
 from pymysqlpool_registry.testing import (
     WAIT_LIMIT,
     connection_id,
+    entry,
     scalar,
     snapshot,
     start_thread,
@@ -216,10 +217,12 @@ def test_lifetimes_are_jittered_within_ten_percent(make_pool: MakePool) -> None:
     after = time.monotonic()
     conns = list(snapshot(pool).idle)
     assert len(conns) == 8
-    created = [conn._idle_since for conn in conns]  # set when opened; not yet lent or returned
+    created = [
+        entry(conn).idle_since for conn in conns
+    ]  # set when opened; not yet lent or returned
     assert all(before <= when <= after for when in created)
 
-    spans = [conn._expires_at - conn._idle_since for conn in conns]
+    spans = [entry(conn).expires_at - entry(conn).idle_since for conn in conns]
     assert all(0.9 * lifetime - 1e-6 <= span <= lifetime + 1e-6 for span in spans), spans
     assert len(set(spans)) > 1, "connections opened together would expire together"
 
@@ -565,10 +568,10 @@ def test_keepalive_pings_are_not_reported_as_leaks(make_pool: MakePool) -> None:
     events = Events()
     pool = make_pool(events, min_size=2, max_size=2, keepalive_interval=0.2, leak_threshold=0.3)
     conns = list(snapshot(pool).idle)
-    opened = max(conn._idle_since for conn in conns)
+    opened = max(entry(conn).idle_since for conn in conns)
     time.sleep(1.5)
     assert all(
-        conn._idle_since > opened + 0.2 for conn in snapshot(pool).idle
+        entry(conn).idle_since > opened + 0.2 for conn in snapshot(pool).idle
     )  # keepalive pinged them
     assert events.of("leak") == []
     assert pool.stats()["leaks"] == 0

@@ -38,6 +38,7 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
+from pymysqlpool_registry._maintenance import run_round
 from pymysqlpool_registry.testing import Worker, start_thread, wait_until
 from pymysqlpool_registry.waiting import ConnectGate
 
@@ -390,7 +391,7 @@ class PoolMachine(RuleBasedStateMachine):
             autocommit=autocommit,
             ping_interval=ping_interval,
         )
-        self.pool._gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
+        self.pool._line.gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
         maintenance = self.pool._maintenance
         maintenance.stop()
         assert maintenance.join(WAIT_LIMIT)
@@ -411,7 +412,7 @@ class PoolMachine(RuleBasedStateMachine):
     def _get_one(self) -> FakeConnection | None:
         """One checkout (None if the pool, as the model expects, had none to give)."""
         assert self.pool is not None
-        gate = self.pool._gate  # after a failed connect, the next may start only this late
+        gate = self.pool._line.gate  # after a failed connect, the next may start only this late
         if gate.failing:
             time.sleep(max(gate.next_at - time.monotonic(), 0))
         self.counts["requests"] += 1
@@ -617,7 +618,7 @@ class PoolMachine(RuleBasedStateMachine):
                 self._discard(conn, "dead")
             else:
                 self.idle.append(conn)
-        delay = self.pool._maintain()
+        delay = run_round(self.pool)
         assert delay == (None if self.closed else 1.0)
 
     @precondition(lambda self: pool_open(self) and self.counts["requests"] >= 10)
@@ -671,7 +672,7 @@ class PoolMachine(RuleBasedStateMachine):
         with pool._lock:
             idle = list(pool._idle)
             lent = set(pool._lent)
-            total = pool._total
+            total = pool._line.total
         stats = pool.stats()
         assert total == stats["idle"] + stats["in_use"]  # no slot is being opened between steps
         assert total <= stats["max_size"] or stats["idle"] == 0  # surplus only while lent

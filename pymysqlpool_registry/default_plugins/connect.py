@@ -10,7 +10,8 @@ import pymysql
 
 from ..connection import Connection
 from ..errnos import CONNECT_FAIL_ERRNOS, error_number
-from ..hookspecs import ConnectVerdict, hookimpl
+from ..hookspecs import hookimpl
+from ..verdicts import ConnectVerdict
 
 if TYPE_CHECKING:
     from ..endpoints import Endpoint

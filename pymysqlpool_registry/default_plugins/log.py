@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..hookspecs import Reason, hookimpl
+from ..hookspecs import hookimpl
+from ..verdicts import Reason
 
 if TYPE_CHECKING:
     from ..connection import Connection

@@ -12,7 +12,8 @@ from ..errnos import (
     READ_ONLY_ERRNOS,
     error_number,
 )
-from ..hookspecs import Verdict, hookimpl
+from ..hookspecs import hookimpl
+from ..verdicts import Verdict
 
 if TYPE_CHECKING:
     from ..connection import Connection
