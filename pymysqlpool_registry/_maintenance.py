@@ -9,7 +9,6 @@ import threading
 import time
 import traceback
 import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from .connector import Connector, Owner
@@ -20,30 +19,15 @@ from .verdicts import Reason
 if TYPE_CHECKING:
     from .connection import Connection
     from .endpoints import EndpointState
-    from .waiting import Line
+    from .inventory import Inventory
 
 
 class MaintainedPool(Owner, Protocol):
-    """What the maintenance round uses of its pool: the Connector's view, and the idle and
-    lent connections with the primitives that move them."""
+    """What the maintenance round uses of its pool: the Connector's view, and the Connector."""
 
-    @property
-    def _closed(self) -> bool: ...
-    @property
-    def _idle(self) -> deque[Connection]: ...
-    @property
-    def _lent(self) -> set[Connection]: ...
-    @property
-    def _line(self) -> Line: ...
     @property
     def _connector(self) -> Connector: ...
     def _after_fork(self) -> None: ...
-    def _mark(self, conn: Connection, held: Held) -> None: ...
-    def _put(self, conn: Connection, now: float, reset: bool) -> None: ...
-    def _discard(self, conn: Connection, reason: Reason) -> None: ...
-    def _close(self, conn: Connection, reason: Reason) -> None: ...
-    def _release_slot(self, wake: bool = True) -> None: ...
-    def _connect_abandoned(self) -> None: ...
 
 
 monotonic = time.monotonic
@@ -127,41 +111,42 @@ def run_round(pool: MaintainedPool) -> float | None:
     connections, the leak candidates, the slots to refill); then, outside it, acts.
     """
     config = pool.config
-    line = pool._line
+    inventory = pool._inventory
+    line = inventory.line
     now = monotonic()
-    with pool._lock:
-        if pool._closed:
+    with inventory.lock:
+        if inventory.closed:
             return None
-        retired = _take_retired(pool, now)
+        retired = _take_retired(inventory, config.max_idle, config.min_size, now)
         answered = _hold(
-            pool, [conn for conn in pool._idle if conn._pending_reply and conn.readable()]
+            inventory, [conn for conn in inventory.idle if conn._pending_reply and conn.readable()]
         )
-        stale = _take_for_keepalive(pool, now)
+        stale = _take_for_keepalive(inventory, config.keepalive_interval, now)
         probes = _take_for_endpoint_check(pool, now)
-        lent = list(pool._lent)
+        lent = list(inventory.lent)
         missing = max(config.min_size - line.total, 0)
         if missing and line.gate.failing:  # one attempt, when the gate allows it
             missing = 1 if line.gate.try_start(now) else 0
         line.total += missing
     for conn, reason in retired:
-        pool._close(conn, reason)
+        inventory.close(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
-            pool._discard(conn, Reason.DEAD)
+            inventory.discard(conn, Reason.DEAD)
         else:
-            pool._put(conn, conn._entry.idle_since, False)
+            inventory.put(conn, conn._entry.idle_since, False)
     for conn in stale:
         try:
             conn.ping_within(config.ping_timeout)
         except Exception:  # noqa: BLE001 - any failure means the connection is gone
-            pool._discard(conn, Reason.DEAD)
+            inventory.discard(conn, Reason.DEAD)
         else:
-            pool._put(conn, monotonic(), False)
+            inventory.put(conn, monotonic(), False)
     for conn in probes:
         _recheck(pool, conn)
     _check_leaks(pool, lent, now)
     if missing:
-        _refill(pool, missing)
+        pool._connector.refill(missing)
     periods = (
         config.max_idle,
         config.keepalive_interval,
@@ -169,27 +154,28 @@ def run_round(pool: MaintainedPool) -> float | None:
         config.endpoint_check_interval if pool._endpoints.rechecks else None,
     )
     wait = min([1.0, *(p / 4 for p in periods if p is not None)])
-    with pool._lock:
+    with inventory.lock:
         if line.gate.failing and line.total < config.min_size:
             wait = min(wait, line.gate.next_at - monotonic())
     return max(wait, _MIN_ROUND)
 
 
-def _hold(pool: MaintainedPool, conns: list[Connection]) -> list[Connection]:
+def _hold(inventory: Inventory, conns: list[Connection]) -> list[Connection]:
     """Under the lock: take *conns* out of the idle ones, held by this (maintenance) thread
-    until it gives them back with _put or closes them; returns *conns*."""
+    until it puts them back or closes them; returns *conns*."""
     for conn in conns:
-        pool._idle.remove(conn)
-        pool._mark(conn, Held.MAINTENANCE)
+        inventory.idle.remove(conn)
+        inventory.mark(conn, Held.MAINTENANCE)
     return conns
 
 
-def _take_retired(pool: MaintainedPool, now: float) -> list[tuple[Connection, Reason]]:
+def _take_retired(
+    inventory: Inventory, max_idle: float | None, min_size: int, now: float
+) -> list[tuple[Connection, Reason]]:
     """Under the lock: remove idle connections that expired, died, or idled too long."""
-    max_idle = pool.config.max_idle
-    surplus = pool._line.total - pool.config.min_size
+    surplus = inventory.line.total - min_size
     retired = []
-    for conn in pool._idle:
+    for conn in inventory.idle:
         entry = conn._entry
         reason = entry.spent(now)
         if reason is not None:
@@ -202,114 +188,87 @@ def _take_retired(pool: MaintainedPool, now: float) -> list[tuple[Connection, Re
             retired.append((conn, Reason.IDLE))
             surplus -= 1
     for conn, _ in retired:
-        pool._idle.remove(conn)
-    pool._line.total -= len(retired)
+        inventory.idle.remove(conn)
+    inventory.line.total -= len(retired)
     return retired
 
 
-def _take_for_keepalive(pool: MaintainedPool, now: float) -> list[Connection]:
-    """Under the lock: lend to this thread the idle connections due for a keepalive ping."""
-    interval = pool.config.keepalive_interval
+def _take_for_keepalive(
+    inventory: Inventory, interval: float | None, now: float
+) -> list[Connection]:
+    """Under the lock: hold the idle connections due for a keepalive ping."""
     if interval is None:
         return []
-    return _hold(pool, [conn for conn in pool._idle if now - conn._entry.idle_since >= interval])
+    due = [conn for conn in inventory.idle if now - conn._entry.idle_since >= interval]
+    return _hold(inventory, due)
 
 
 def _take_for_endpoint_check(pool: MaintainedPool, now: float) -> list[Connection]:
-    """Under the lock: lend to this thread one idle connection of each endpoint not
-    checked for ``endpoint_check_interval`` seconds (a new connection is a check)."""
+    """Under the lock: hold one idle connection of each endpoint not checked for
+    ``endpoint_check_interval`` seconds (a new connection is a check)."""
     interval = pool.config.endpoint_check_interval
     if interval is None or not pool._endpoints.rechecks:
         return []
     picked: dict[EndpointState, Connection] = {}
-    for conn in pool._idle:
+    for conn in pool._inventory.idle:
         entry = conn._entry
         state = entry.endpoint
         if state not in picked and not entry.condemned() and now - state.checked_at >= interval:
             picked[state] = conn
-    return _hold(pool, list(picked.values()))
+    return _hold(pool._inventory, list(picked.values()))
 
 
 def _recheck(pool: MaintainedPool, conn: Connection) -> None:
     """Run the check_endpoint hooks on an idle *conn*: a refusal ejects its endpoint (and
     so retires its connections); a failure closes *conn*; else it goes back as it was."""
     state = conn._entry.endpoint
+    inventory = pool._inventory
     try:
         pool._connector.vet(conn, state, pool.config.ping_timeout)
     except EndpointRefusedError as exc:
         pool._connector.endpoint_failed(state, exc, health=True)
-        pool._discard(conn, Reason.ENDPOINT_FAILED)
+        inventory.discard(conn, Reason.ENDPOINT_FAILED)
     except Exception:  # noqa: BLE001 - any failure means the connection is gone
-        pool._discard(conn, Reason.DEAD)
+        inventory.discard(conn, Reason.DEAD)
     else:
-        pool._put(conn, conn._entry.idle_since, False)  # a check is not a loan: idle time stays
+        inventory.put(conn, conn._entry.idle_since, False)  # a check is not a loan: idle time stays
 
 
 def _check_leaks(pool: MaintainedPool, lent: list[Connection], now: float) -> None:
     """Report connections lent too long, or whose borrower thread died; close the latter
     where only the borrower may return them (check_owner_thread)."""
     threshold = pool.config.leak_threshold
+    inventory = pool._inventory
     for conn in lent:
         entry = conn._entry
         if entry.held is not Held.LENT:
             continue  # held for a ping, a check or a reply, or being checked out
         borrower = conn._borrower
-        with pool._lock:  # re-checked under the lock: it may have been returned meanwhile
+        with inventory.lock:  # re-checked under the lock: it may have been returned meanwhile
             orphaned = (
-                conn in pool._lent
+                conn in inventory.lent
                 and borrower is not None
                 and conn._borrower is borrower
                 and not borrower.is_alive()
             )
             abandoned = orphaned and conn._check_owner
             if abandoned:
-                pool._lent.discard(conn)  # nobody can return it now; _discard below closes it
+                inventory.lent.discard(conn)  # nobody can return it now; discarded below
         held = now - entry.lent_at
         overdue = threshold is not None and held > threshold
         reported = entry.leak_reported == entry.lent_at  # for this loan already
         if not (abandoned or ((overdue or orphaned) and not reported)):
             continue
         entry.leak_reported = entry.lent_at
-        with pool._lock:
-            pool._counts["leaks"] += 1
+        with inventory.lock:
+            inventory.counts["leaks"] += 1
         if pool._hooks.on_leak is not None:
             stack = "".join(traceback.format_list(entry.taken_at or []))
             pool._hooks.on_leak(
                 pool=pool, connection=conn, held=held, stack=stack, abandoned=abandoned
             )
         if abandoned:
-            pool._discard(conn, Reason.ABANDONED)
-
-
-def _refill(pool: MaintainedPool, missing: int) -> None:
-    """Open *missing* connections in slots already reserved; stop at the first failure
-    (the gate spaces out the next attempts)."""
-    for opened in range(missing):
-        if pool._closed:
-            for _ in range(missing - opened):
-                pool._release_slot(wake=False)
-            return
-        try:
-            conn = pool._connector.open("fill", pool.config.connect_timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
-            now = monotonic()
-            with pool._lock:
-                gate = pool._line.gate
-                pool._line.failed(exc, now)
-                since = gate.failing_since or now
-                report = now - since >= pool.config.reconnect_timeout and not gate.reported
-                gate.reported |= report
-            for _ in range(missing - opened):
-                pool._release_slot(wake=False)
-            if report and pool._hooks.on_reconnect_failed is not None:
-                pool._hooks.on_reconnect_failed(pool=pool, error=exc, elapsed=now - since)
-            return
-        except BaseException:
-            pool._connect_abandoned()
-            raise
-        with pool._lock:
-            pool._mark(conn, Held.MAINTENANCE)
-        pool._put(conn, monotonic(), False)
+            inventory.discard(conn, Reason.ABANDONED)
 
 
 def _forget_parent_connections() -> None:

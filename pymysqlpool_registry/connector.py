@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .connection import Connection
-from .entry import PoolEntry
-from .errors import EndpointRefusedError, NoEndpointError, PluginError
-from .verdicts import ConnectVerdict
+from .entry import Held, PoolEntry
+from .errors import EndpointRefusedError, NoEndpointError, PluginError, PoolClosedError
+from .verdicts import ConnectVerdict, Reason
 
 if TYPE_CHECKING:
     from ._manager import PolicyManager
     from .config import PoolConfig
     from .endpoints import EndpointSet, EndpointState
+    from .inventory import Inventory
+    from .waiting import Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
@@ -24,6 +25,11 @@ _LIFETIME_JITTER = 0.1  # a lifetime is cut by up to this much, so connections e
 #: Seconds a connection opened on a fallback endpoint (a reader pool's writer) is kept, so the
 #: pool goes back to the preferred endpoints once they recover.
 _FALLBACK_LIFETIME = 30.0
+
+
+class Starter(Protocol):
+    def start(self) -> None: ...
+    def wake(self) -> None: ...
 
 
 class Owner(Protocol):
@@ -34,16 +40,16 @@ class Owner(Protocol):
     @property
     def config(self) -> PoolConfig: ...
     @property
-    def _lock(self) -> threading.Lock: ...
-    @property
     def _hooks(self) -> PolicyManager: ...
     @property
     def _endpoints(self) -> EndpointSet: ...
     @property
-    def _counts(self) -> dict[str, int]: ...
+    def _inventory(self) -> Inventory: ...
     @property
-    def _generation(self) -> int: ...
-    def _connected(self, state: EndpointState, epoch: int) -> bool: ...
+    def _maintenance(self) -> Starter: ...
+    def _request_failed(
+        self, waiter: Waiter, cause: BaseException | None = None, answered: bool = False
+    ) -> Exception: ...
     def stats(self) -> dict[str, float]: ...
     def endpoint_stats(self) -> list[dict[str, Any]]: ...
     def _give_back(self, conn: Connection, error: BaseException | None) -> None: ...
@@ -51,16 +57,119 @@ class Owner(Protocol):
 
 
 class Connector:
-    """Opens connections for one pool: chooses the endpoint, calls the create_connection
-    hooks, vets the new connection with the check_endpoint hooks, counts failures against
-    the endpoint, and adopts the connection (its pool, endpoint, epoch and lifetime).
-
-    Whether to try again, and when, is the pool's (its connect gate); whether an error is
-    worth a retry, the classify_connect_error hooks'.
+    """Opens connections for one pool, in slots its Line granted: chooses the endpoint, calls
+    the create_connection hooks, vets the new connection with the check_endpoint hooks,
+    counts failures against the endpoint, and adopts the connection (its pool, endpoint, epoch
+    and lifetime). It tells the line's gate how each attempt ended, so that while connects
+    fail they are spaced out; whether an error is worth a retry is the
+    classify_connect_error hooks' call.
     """
 
     def __init__(self, pool: Owner) -> None:
         self._pool = pool
+
+    def open_in_slot(self, waiter: Waiter) -> Connection | None:
+        """Open a connection for a borrower in the slot it holds, trying each endpoint once.
+
+        A failure the classify_connect_error hooks call RETRY, with time left, frees the slot
+        and puts the borrower back at the head of the line (None); any other fails it.
+        """
+        pool = self._pool
+        inventory = pool._inventory
+        limit = min(pool.config.connect_timeout, max(waiter.deadline - monotonic(), 0.001))
+        try:
+            conn = self.open("grow", limit)
+        except PluginError:
+            self._abandoned()
+            raise
+        except Exception as exc:
+            retry = self._failed(exc)
+            if retry and waiter.timeout > 0 and monotonic() < waiter.deadline:
+                with inventory.lock:
+                    if not inventory.closed:
+                        inventory.line.requeue(waiter)
+                        return None
+            inventory.release_slot()
+            answered = isinstance(exc, NoEndpointError) or not retry  # an answer, not a wait
+            raise pool._request_failed(waiter, exc, answered) from exc
+        except BaseException:
+            self._abandoned()
+            raise
+        pool._maintenance.start()  # a no-op once it runs
+        with inventory.lock:
+            if not inventory.closed:
+                inventory.mark(conn, Held.CHECKOUT)
+                return conn
+        inventory.discard(conn, Reason.POOL_CLOSED)
+        raise PoolClosedError(0, f"pool({pool.name}) is closed")
+
+    def refill(self, missing: int) -> None:
+        """Open *missing* connections in slots already reserved and make them idle; stop at
+        the first failure (the gate spaces out the next attempts) and report an outage
+        longer than ``reconnect_timeout`` once."""
+        pool = self._pool
+        inventory = pool._inventory
+        for opened in range(missing):
+            if inventory.closed:
+                for _ in range(missing - opened):
+                    inventory.release_slot(wake=False)
+                return
+            try:
+                conn = self.open("fill", pool.config.connect_timeout)
+            except Exception as exc:  # noqa: BLE001 - any failure: retry later with backoff
+                now = monotonic()
+                with inventory.lock:
+                    gate = inventory.line.gate
+                    inventory.line.failed(exc, now)
+                    since = gate.failing_since or now
+                    report = now - since >= pool.config.reconnect_timeout and not gate.reported
+                    gate.reported |= report
+                for _ in range(missing - opened):
+                    inventory.release_slot(wake=False)
+                if report and pool._hooks.on_reconnect_failed is not None:
+                    pool._hooks.on_reconnect_failed(pool=pool, error=exc, elapsed=now - since)
+                return
+            except BaseException:
+                self._abandoned()
+                raise
+            with inventory.lock:
+                inventory.mark(conn, Held.MAINTENANCE)
+            inventory.put(conn, monotonic(), False)
+
+    def _failed(self, error: Exception) -> bool:
+        """Tell the line about a borrower's failed connect; True if a retry may fix it.
+
+        NoEndpointError (every endpoint failed) closes the gate too, so that the borrowers
+        after it get the same answer at once instead of each trying every endpoint again.
+        """
+        retry = isinstance(error, NoEndpointError) or self.retryable(error)
+        inventory = self._pool._inventory
+        with inventory.lock:
+            if retry:
+                inventory.line.failed(error, monotonic())
+            else:
+                inventory.line.abandoned()
+        return retry and not isinstance(error, NoEndpointError)
+
+    def _abandoned(self) -> None:
+        """A connect in a slot ended without an answer: the next may start; free the slot."""
+        inventory = self._pool._inventory
+        with inventory.lock:
+            inventory.line.abandoned()
+        inventory.release_slot()
+
+    def _connected(self, state: EndpointState, epoch: int) -> bool:
+        """Count a new connection to *state*'s endpoint, opened at *epoch*; False if the
+        endpoint failed meanwhile (then it must not be used). A success ends an outage."""
+        pool = self._pool
+        inventory = pool._inventory
+        with inventory.lock:
+            if state.epoch != epoch:
+                return False
+            inventory.counts["created"] += 1
+            pool._endpoints.joined(state)
+            inventory.line.succeeded()
+            return True
 
     def open(self, reason: str, limit: float) -> Connection:
         """Open a connection, trying each endpoint once. With several, raise NoEndpointError
@@ -122,7 +231,7 @@ class Connector:
         except BaseException:
             conn.discard()
             raise
-        with pool._lock:
+        with pool._inventory.lock:
             pool._endpoints.checked(state, refused or "ok", monotonic())
         if refused:
             conn.discard()
@@ -140,9 +249,10 @@ class Connector:
         """Count a failure of *state*'s endpoint (and a connect error, if *connecting*);
         a failed health check (*health*) ejects it at once."""
         pool = self._pool
-        with pool._lock:
+        inventory = pool._inventory
+        with inventory.lock:
             if connecting:
-                pool._counts["connect_errors"] += 1
+                inventory.counts["connect_errors"] += 1
             pool._endpoints.failed(state, error, monotonic(), health)
 
     def _create(self, reason: str, limit: float, tried: set[EndpointState] | None) -> Connection:
@@ -156,7 +266,7 @@ class Connector:
         if create is None:
             raise PluginError("no plugin implements pymysqlpool_create_connection")
         started = monotonic()
-        generation = pool._generation  # an invalidate() during the connect makes it stale
+        generation = pool._inventory.generation  # an invalidate() meanwhile makes it stale
         endpoints = pool._endpoints
         state, epoch = endpoints.choose(started, tried or (), self._select)
         if tried is not None:
@@ -180,7 +290,7 @@ class Connector:
                 f"pymysqlpool_create_connection returned {type(conn).__name__}, "
                 "not a pymysqlpool_registry.Connection"
             )
-        if not pool._connected(state, epoch):
+        if not self._connected(state, epoch):
             conn.discard()
             raise EndpointRefusedError(
                 0, f"{state.endpoint} failed while pool({pool.name}) connected to it"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pymysql
 
+from .errnos import error_number
+
 
 class _Message:
     """Show just the message, as PyMySQL's ``(errno, message)`` args would print as a tuple."""
@@ -39,6 +41,23 @@ class ConnectFailedError(GetConnectionFromPoolError):
     (access denied, ...), a refused endpoint, or no usable endpoint; the cause says which."""
 
     __module__ = "pymysqlpool_registry"
+
+
+def request_failed(
+    pool_name: str, timeout: float, retry_num: int, cause: BaseException | None, answered: bool
+) -> PoolTimeout | ConnectFailedError:
+    """The error of a failed ``get_connection``: a PoolTimeout in pymysql-pool's wording after
+    a wait, or a ConnectFailedError, without "within", when it ended early on an *answered*
+    cause. Its args[0] is the cause's error number (2003...), as pymysql-pool's was."""
+    message = f"can't get connection from pool({pool_name})"
+    if not answered:
+        message += f" within {timeout:g}*{retry_num + 1} second(s)"
+    if cause is not None:
+        message += f": {cause}"
+    kind = ConnectFailedError if answered else PoolTimeout
+    error = kind(error_number(cause) or 0 if cause else 0, message)
+    error.__cause__ = cause
+    return error
 
 
 class EndpointRefusedError(PoolError):

@@ -1,13 +1,17 @@
-"""ConnectionPool: lends connections to threads, first come first served, under one deadline."""
+"""ConnectionPool: lends connections to threads, first come first served, under one deadline.
+
+Reading order: the public API, then the checkout chain (take an idle connection, or wait in
+line, or open one -> check its fitness -> lend it), then the return chain (classify an error
+-> end the session -> hand over or make idle -> retire). What the pool holds and the moves
+between are its Inventory's; opening connections is its Connector's.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,24 +25,22 @@ from ._manager import PolicyManager
 from .config import PoolConfig
 from .connection import Connection
 from .connector import Connector
-from .endpoints import EndpointSet, EndpointState
+from .endpoints import EndpointSet
 from .entry import Held
-from .errnos import error_number
 from .errors import (
     ConnectFailedError,
     ConnectionReturnedError,
-    NoEndpointError,
-    PluginError,
     PoolClosedError,
     PoolTimeout,
+    request_failed,
 )
+from .inventory import Inventory
 from .verdicts import Reason, Verdict
-from .waiting import Line, Waiter
+from .waiting import Waiter
 
 logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
-current_thread = threading.current_thread
-IDLE, CHECKOUT, LENT = Held.IDLE, Held.CHECKOUT, Held.LENT
+CHECKOUT, LENT = Held.CHECKOUT, Held.LENT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 
@@ -69,59 +71,42 @@ class ConnectionPool:
         self.config = config
         self.name = name or f"{config.host}:{config.port}/{config.database or ''}"
         self._hooks = manager if manager is not None else PolicyManager()
-        self._lock = threading.Lock()
-        self._idle: deque[Connection] = deque()
-        self._take_idle = self._idle.pop if config.lifo else self._idle.popleft
-        self._lent: set[Connection] = set()  # lent to borrowers or held by maintenance
-        self._line = Line(self._lock, config.max_size)  # slots, waiters and the connect gate
-        self._generation = 0  # bumped by invalidate(); older connections are not reused
-        self._endpoints = EndpointSet(self._lock, config)
-        self._closed = False
-        self._counts = dict.fromkeys(
-            (
-                "requests",
-                "waited",
-                "timeouts",
-                "created",
-                "connect_errors",
-                "closed",
-                "discarded",
-                "resets",
-                "leaks",
-            ),
-            0,
-        )
-        self._wait_time = 0.0
-        self._all_back = threading.Event()  # set when the pool is closed and nothing is lent
+        self._inventory = inventory = Inventory(self, config)
+        self._endpoints = EndpointSet(inventory.lock, config)
         self._rollback_warned_until = 0.0
         self._rollbacks_unreported = 0
         self._connector = Connector(self)
-        for conn in self._connector.fill(config.min_size):
-            conn._entry.held = IDLE
-            self._idle.append(conn)
-        self._line.total = len(self._idle)
         self._maintenance = Maintenance(self)
-        if self._idle:
+        for conn in self._connector.fill(config.min_size):
+            conn._entry.held = Held.IDLE
+            inventory.idle.append(conn)
+            inventory.line.total += 1
+        if inventory.idle:
             self._maintenance.start()  # else with the first connection a borrower opens
         _POOLS.add(self)
 
     def __repr__(self) -> str:
+        inventory = self._inventory
         return (
-            f"<{type(self).__name__} {self.name!r} idle={len(self._idle)} "
-            f"lent={len(self._lent)} max_size={self.config.max_size}>"
+            f"<{type(self).__name__} {self.name!r} idle={len(inventory.idle)} "
+            f"lent={len(inventory.lent)} max_size={self.config.max_size}>"
         )
 
     # --- public API ---
 
     def size(self) -> int:
         """Number of idle connections ready to lend."""
-        return len(self._idle)
+        return len(self._inventory.idle)
 
-    def endpoint_stats(self) -> list[dict[str, Any]]:
-        """Each endpoint's open connections, connect failures in a row, ejection and the
-        check_endpoint verdict on its last new connection (``"read-only"`` where a writer pool
-        found a replica, ``"ok"`` where it can write)."""
-        return self._endpoints.describe(monotonic())
+    @property
+    def available_num(self) -> int:
+        """Idle connections ready to lend (pymysql-pool 0.5's name for :meth:`size`)."""
+        return len(self._inventory.idle)
+
+    @property
+    def total_num(self) -> int:
+        """Connections open or being opened, lent and idle together (pymysql-pool 0.5)."""
+        return self._inventory.line.total
 
     def stats(self) -> dict[str, float]:
         """A snapshot of the pool's state and counters since it was created.
@@ -129,18 +114,14 @@ class ConnectionPool:
         ``in_use`` counts loans to borrowers; a connection the maintenance thread holds for a
         moment (a ping, a check, reading a reply) counts as idle.
         """
-        with self._lock:
-            held = sum(1 for conn in self._lent if conn._entry.held is Held.MAINTENANCE)
-            return {
-                "idle": len(self._idle) + held,
-                "in_use": len(self._lent) - held,
-                "total": self._line.total,
-                "waiting": len(self._line.waiters),
-                "min_size": self.config.min_size,
-                "max_size": self.config.max_size,
-                **self._counts,
-                "wait_time": self._wait_time,
-            }
+        with self._inventory.lock:
+            return self._inventory.stats()
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Each endpoint's open connections, connect failures in a row, ejection and the
+        check_endpoint verdict on its last new connection (``"read-only"`` where a writer pool
+        found a replica, ``"ok"`` where it can write)."""
+        return self._endpoints.describe(monotonic())
 
     def get_connection(
         self,
@@ -182,21 +163,11 @@ class ConnectionPool:
             unfit = None if fresh else self._unfit(conn, now, deadline, pre_ping)
             if unfit is None:
                 break
-            self._discard(conn, unfit)
+            self._inventory.discard(conn, unfit)
             if monotonic() >= deadline:  # dead connections (a hung server) used up the time
                 raise self._request_failed(waiter or Waiter(started, deadline, timeout, retry_num))
         self._lend(conn, now, started)
         return conn
-
-    @property
-    def available_num(self) -> int:
-        """Idle connections ready to lend (pymysql-pool 0.5's name for :meth:`size`)."""
-        return len(self._idle)
-
-    @property
-    def total_num(self) -> int:
-        """Connections open or being opened, lent and idle together (pymysql-pool 0.5)."""
-        return self._line.total
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Connection]:
@@ -207,11 +178,12 @@ class ConnectionPool:
 
     def invalidate(self) -> None:
         """Close every idle connection now and every lent one when it comes back."""
-        with self._lock:
-            self._generation += 1
-            idle = self._take_all_idle()
+        inventory = self._inventory
+        with inventory.lock:
+            inventory.generation += 1
+            idle = inventory.empty()
         for conn in idle:
-            self._close(conn, Reason.INVALIDATED)
+            inventory.close(conn, Reason.INVALIDATED)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close the pool: idle connections now, lent ones as they come back.
@@ -219,16 +191,18 @@ class ConnectionPool:
         With *timeout*, wait up to that many seconds for the lent ones; returns True if no
         connection is still open.
         """
-        with self._lock:
-            self._closed = True
-            idle = self._take_all_idle()
-            self._line.close(PoolClosedError(0, f"pool({self.name}) was closed"))
-            if self._line.total == 0:
-                self._all_back.set()
+        inventory = self._inventory
+        with inventory.lock:
+            inventory.closed = True
+            idle = inventory.empty()
+            inventory.line.close(PoolClosedError(0, f"pool({self.name}) was closed"))
+            if inventory.line.total == 0:
+                inventory.all_back.set()
         self._maintenance.stop()
         for conn in idle:
-            self._close(conn, Reason.POOL_CLOSED)
-        return self._all_back.wait(timeout) if timeout else self._all_back.is_set()
+            inventory.close(conn, Reason.POOL_CLOSED)
+        all_back = inventory.all_back
+        return all_back.wait(timeout) if timeout else all_back.is_set()
 
     def set_endpoints(self, endpoints: Any) -> None:
         """Replace the endpoints at run time (what the ``endpoints`` setting takes), e.g. from
@@ -246,31 +220,33 @@ class ConnectionPool:
             min_size=self.config.min_size if min_size is None else min_size,
             max_size=self.config.max_size if max_size is None else max_size,
         )
-        line = self._line
+        inventory = self._inventory
+        line = inventory.line
         surplus = []
-        with self._lock:
+        with inventory.lock:
             self.config = config
             line.max_size = config.max_size
-            while line.total > config.max_size and self._idle:
-                surplus.append(self._idle.popleft())
+            while line.total > config.max_size and inventory.idle:
+                surplus.append(inventory.idle.popleft())
                 line.total -= 1
             line.grant()
         for conn in surplus:
-            self._close(conn, Reason.RESIZED)
+            inventory.close(conn, Reason.RESIZED)
         self._maintenance.wake()
 
     # --- lending: take idle / wait / open -> check fitness -> lend ---
 
     def _checkout(self, first: bool) -> Connection | None:
         """Take an idle connection for the calling thread, or None if there is none."""
-        with self._lock:
-            if self._closed:
+        inventory = self._inventory
+        with inventory.lock:
+            if inventory.closed:
                 raise PoolClosedError(0, f"pool({self.name}) is closed")
             if first:
-                self._counts["requests"] += 1
-            if self._idle:
-                conn = self._take_idle()
-                self._mark(conn, CHECKOUT)
+                inventory.counts["requests"] += 1
+            if inventory.idle:
+                conn = inventory.take_idle()
+                inventory.mark(conn, CHECKOUT)
                 return conn
         return None
 
@@ -279,43 +255,45 @@ class ConnectionPool:
         slot, or wait in line for either. Returns it and whether it is new.
 
         A connect that failed in a way a retry may fix puts the borrower back at the head
-        of the line, where it takes a connection that comes back, or its turn to connect
-        when the gate allows one.
+        of the line (the Connector does), where it takes a connection that comes back, or
+        its turn to connect when the gate allows one.
         """
-        with self._lock:
-            if self._closed:
+        inventory = self._inventory
+        with inventory.lock:
+            if inventory.closed:
                 raise PoolClosedError(0, f"pool({self.name}) is closed")
-            if self._idle:
-                conn = self._take_idle()
-                self._mark(conn, CHECKOUT)
+            if inventory.idle:
+                conn = inventory.take_idle()
+                inventory.mark(conn, CHECKOUT)
                 return conn, False
-            slot = self._line.reserve(monotonic())
+            slot = inventory.line.reserve(monotonic())
             if not slot:
-                self._counts["waited"] += 1
+                inventory.counts["waited"] += 1
                 if waiter.timeout > 0:
-                    self._line.join(waiter)
+                    inventory.line.join(waiter)
         if not slot and waiter.timeout == 0:
-            raise self._request_failed(waiter)  # timeout=0 and no slot: no waiting
+            raise self._request_failed(waiter)  # no waiting with timeout=0
         while True:
             if not slot:
                 handed = self._wait(waiter)
                 if handed is not None:
                     return handed, False
-            opened = self._open_in_slot(waiter)
+            opened = self._connector.open_in_slot(waiter)
             if opened is not None:
                 return opened, True
             slot = False  # back in line
 
     def _wait(self, waiter: Waiter) -> Connection | None:
         """Wait in line for a hand-off; None means a slot to open a connection in."""
+        inventory = self._inventory
         waiting_since = monotonic()
         try:
-            answer = self._line.wait(waiter)
+            answer = inventory.line.wait(waiter)
         except BaseException:  # a signal handler raised (KeyboardInterrupt): leave the line
             self._leave_line(waiter)
             raise
-        with self._lock:
-            self._wait_time += monotonic() - waiting_since
+        with inventory.lock:
+            inventory.wait_time += monotonic() - waiting_since
         if answer is not None:
             raise self._request_failed(waiter, answer, answered=True) from answer
         if waiter.error is not None:
@@ -326,92 +304,15 @@ class ConnectionPool:
 
     def _leave_line(self, waiter: Waiter) -> None:
         """Give back whatever an interrupted waiter was or is about to be handed."""
-        with self._lock:
-            queued = self._line.leave(waiter)
+        inventory = self._inventory
+        with inventory.lock:
+            queued = inventory.line.leave(waiter)
         if queued:
             return
         if waiter.conn is not None:
-            self._put(waiter.conn, monotonic(), False)
+            inventory.put(waiter.conn, monotonic(), False)
         elif waiter.slot:
-            self._release_slot()
-
-    def _open_in_slot(self, waiter: Waiter) -> Connection | None:
-        """Open a connection in a slot this thread holds, trying each endpoint once.
-
-        A failure the classify_connect_error hooks call RETRY, with time left, frees the slot
-        and puts the borrower back at the head of the line (None); any other fails it.
-        """
-        limit = min(self.config.connect_timeout, max(waiter.deadline - monotonic(), 0.001))
-        try:
-            conn = self._connector.open("grow", limit)
-        except PluginError:
-            self._connect_abandoned()
-            raise
-        except Exception as exc:
-            retry = self._connect_failed(exc)
-            if retry and waiter.timeout > 0 and monotonic() < waiter.deadline:
-                with self._lock:
-                    if not self._closed:
-                        self._line.requeue(waiter)
-                        return None
-            self._release_slot()
-            answered = isinstance(exc, NoEndpointError) or not retry  # an answer, not a wait
-            raise self._request_failed(waiter, exc, answered) from exc
-        except BaseException:
-            self._connect_abandoned()
-            raise
-        self._maintenance.start()  # a no-op once it runs
-        with self._lock:
-            if not self._closed:
-                self._mark(conn, CHECKOUT)
-                return conn
-        self._discard(conn, Reason.POOL_CLOSED)
-        raise PoolClosedError(0, f"pool({self.name}) is closed")
-
-    def _connect_failed(self, error: Exception) -> bool:
-        """Tell the line about a failed connect; True if a retry may fix it.
-
-        NoEndpointError (every endpoint failed) closes the gate too, so that the borrowers
-        after it get the same answer at once instead of each trying every endpoint again.
-        """
-        retry = isinstance(error, NoEndpointError) or self._connector.retryable(error)
-        with self._lock:
-            if retry:
-                self._line.failed(error, monotonic())
-            else:
-                self._line.abandoned()
-        return retry and not isinstance(error, NoEndpointError)
-
-    def _connect_abandoned(self) -> None:
-        with self._lock:
-            self._line.abandoned()
-        self._release_slot()
-
-    def _connected(self, state: EndpointState, epoch: int) -> bool:
-        """Count a new connection to *state*'s endpoint, opened at *epoch*; False if the
-        endpoint failed meanwhile (then it must not be used). A success ends an outage."""
-        with self._lock:
-            if state.epoch != epoch:
-                return False
-            self._counts["created"] += 1
-            self._endpoints.joined(state)
-            self._line.succeeded()
-            return True
-
-    def _mark(self, conn: Connection, held: Held) -> None:
-        """Under the lock: *conn*, just opened or taken out of the idle ones, is the calling
-        thread's now (a borrower's being checked out, or the maintenance thread's)."""
-        conn._entry.held = held
-        conn._lent = True
-        conn._borrower = current_thread()
-        self._lent.add(conn)
-
-    def _take_all_idle(self) -> list[Connection]:
-        """Under the lock: empty the idle ones (their slots are freed) and return them."""
-        idle = list(self._idle)
-        self._idle.clear()
-        self._line.total -= len(idle)
-        return idle
+            inventory.release_slot()
 
     def _unfit(
         self, conn: Connection, now: float, deadline: float, ping: bool = False
@@ -434,7 +335,7 @@ class ConnectionPool:
         try:
             fit = pre_ping(pool=self, connection=conn, idle=idle, timeout=limit)
         except BaseException:
-            self._discard(conn, Reason.DEAD)
+            self._inventory.discard(conn, Reason.DEAD)
             raise
         if fit is False:
             return Reason.DEAD
@@ -455,34 +356,26 @@ class ConnectionPool:
     def _request_failed(
         self, waiter: Waiter, cause: BaseException | None = None, answered: bool = False
     ) -> PoolTimeout | ConnectFailedError:
-        """Count a failed request and build its error: a PoolTimeout in the old pymysql-pool's
-        wording after a wait, or a ConnectFailedError, without "within", when the request
-        ended early on an *answered* cause."""
-        with self._lock:
-            self._counts["timeouts"] += 1
+        """Count a failed request and build its error (see errors.request_failed); after a
+        wait while connects failed, the last connect error is the cause."""
+        inventory = self._inventory
+        with inventory.lock:
+            inventory.counts["timeouts"] += 1
         if self._hooks.on_timeout is not None:
             self._hooks.on_timeout(pool=self, waited=monotonic() - waiter.started)
         if cause is None:
-            cause = self._line.gate.error  # waited while connects failed: that is why
-        message = f"can't get connection from pool({self.name})"
-        if not answered:
-            message += f" within {waiter.timeout:g}*{waiter.retry_num + 1} second(s)"
-        if cause is not None:
-            message += f": {cause}"
-        # the connect error's number, so that code checking e.args[0] (2003...) still works
-        kind = ConnectFailedError if answered else PoolTimeout
-        error = kind(error_number(cause) or 0 if cause else 0, message)
-        error.__cause__ = cause
-        return error
+            cause = inventory.line.gate.error
+        return request_failed(self.name, waiter.timeout, waiter.retry_num, cause, answered)
 
     def _take_back(self, conn: Connection) -> None:
         """Lend *conn* again if it is idle here; the context manager of a returned connection."""
-        with self._lock:
-            idle = not self._closed and conn in self._idle
+        inventory = self._inventory
+        with inventory.lock:
+            idle = not inventory.closed and conn in inventory.idle
             if idle:
-                self._idle.remove(conn)
-                self._mark(conn, CHECKOUT)
-                self._counts["requests"] += 1
+                inventory.idle.remove(conn)
+                inventory.mark(conn, CHECKOUT)
+                inventory.counts["requests"] += 1
         if not idle:
             raise ConnectionReturnedError(
                 0,
@@ -492,13 +385,13 @@ class ConnectionPool:
         now = monotonic()
         unfit = self._unfit(conn, now, now + self.config.ping_timeout)
         if unfit is not None:
-            self._discard(conn, unfit)
+            inventory.discard(conn, unfit)
             raise ConnectionReturnedError(
                 0, f"this connection was returned to pool({self.name}) and has since died"
             )
         self._lend(conn, now, now)
 
-    # --- returning: classify -> reset -> hand over or idle -> retire ---
+    # --- returning: classify -> end the session -> hand over or idle -> retire ---
 
     def _give_back(self, conn: Connection, error: BaseException | None) -> None:
         """Take *conn* back: classify *error*, reset the session, then re-lend or discard."""
@@ -530,7 +423,7 @@ class ConnectionPool:
             reason = Reason.BROKEN
         elif conn.has_unread_result:
             reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
-        elif entry.generation != self._generation:
+        elif entry.generation != self._inventory.generation:
             reason = Reason.INVALIDATED
         else:
             reason = entry.spent(now)
@@ -540,7 +433,7 @@ class ConnectionPool:
                 except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
                     reason = Reason.RESET_FAILED
                 except BaseException:  # interrupted mid-reset: the session state is unknown
-                    self._discard(conn, Reason.RESET_FAILED)
+                    self._inventory.discard(conn, Reason.RESET_FAILED)
                     raise
         try:
             if self._hooks.on_checkin is not None:
@@ -551,17 +444,18 @@ class ConnectionPool:
             if verdict is Verdict.INVALIDATE_POOL:
                 self.invalidate()
             if reason is not None:
-                self._discard(conn, reason)
+                self._inventory.discard(conn, reason)
             else:
-                self._put(conn if conn._check_owner else self._renewed(conn), now, reset)
+                self._inventory.put(conn if conn._check_owner else self._renewed(conn), now, reset)
 
     def _renewed(self, conn: Connection) -> Connection:
         """With check_owner_thread off: move *conn* into a new object, leaving the returned
         handle closed, so that a stale reference can neither use nor return the next loan."""
-        with self._lock:
+        inventory = self._inventory
+        with inventory.lock:
             renewed = conn._move()
-            self._lent.discard(conn)
-            self._lent.add(renewed)
+            inventory.lent.discard(conn)
+            inventory.lent.add(renewed)
         return renewed
 
     def _warn_rolled_back(self, now: float) -> None:
@@ -591,80 +485,13 @@ class ConnectionPool:
             return Verdict.DISCARD
         return verdict if isinstance(verdict, Verdict) else Verdict.DISCARD
 
-    def _put(self, conn: Connection, now: float, reset: bool) -> None:
-        """Hand *conn* to the first waiter, or make it idle (idle since *now*)."""
-        entry = conn._entry
-        entry.idle_since = now
-        with self._lock:
-            if reset:
-                self._counts["resets"] += 1
-            current = entry.generation == self._generation  # else invalidated meanwhile
-            line = self._line
-            if current and not self._closed and line.total <= line.max_size:
-                if line.waiters:
-                    waiter = line.waiters.popleft()
-                    entry.held = CHECKOUT
-                    conn._borrower = waiter.thread
-                    waiter.hand(conn)
-                    return
-                entry.held = IDLE
-                conn._lent = False
-                self._lent.discard(conn)
-                self._idle.append(conn)
-                return
-        if self._closed:
-            self._discard(conn, Reason.POOL_CLOSED)
-        else:
-            self._discard(conn, Reason.RESIZED if current else Reason.INVALIDATED)
-
-    def _discard(self, conn: Connection, reason: Reason) -> None:
-        """Close a lent *conn* and free its slot."""
-        with self._lock:
-            self._lent.discard(conn)
-        try:
-            self._close(conn, reason)
-        finally:
-            self._release_slot()
-
-    def _release_slot(self, wake: bool = True) -> None:
-        """Free a slot: the first waiter gets it (and opens a connection in it) if the gate
-        lets a connect start. Dropping below min_size wakes the maintenance thread to refill
-        (*wake*)."""
-        with self._lock:
-            self._line.release()
-            total = self._line.total
-            if self._closed and total == 0:
-                self._all_back.set()
-            refill = wake and total < self.config.min_size and not self._closed
-        if refill:
-            self._maintenance.wake()
-
-    def _close(self, conn: Connection, reason: Reason) -> None:
-        """Close *conn*, whose slot is already accounted for, and report it."""
-        conn.discard()
-        with self._lock:
-            self._counts["closed"] += 1
-            conn._entry.endpoint.open -= 1
-            if reason != Reason.POOL_CLOSED:
-                self._counts["discarded"] += 1
-        if self._hooks.on_discard is not None:
-            self._hooks.on_discard(pool=self, connection=conn, reason=reason)
-
     # --- fork safety ---
 
     def _after_fork(self) -> None:
-        """In a forked child: drop the parent's connections without touching their sockets'
-        server sessions, and start afresh (a lent one becomes a plain closed connection)."""
-        self._lock = threading.Lock()
-        for conn in (*self._idle, *self._lent):
-            conn._pool = None
-            conn._lent = False
-            conn._force_close()
-        self._idle.clear()
-        self._lent.clear()
-        self._line = Line(self._lock, self.config.max_size)
-        self._endpoints.after_fork(self._lock)
-        self._generation += 1
-        if not self._closed:
+        """In a forked child: forget the parent's connections and start afresh."""
+        inventory = self._inventory
+        inventory.forget()
+        self._endpoints.after_fork(inventory.lock)
+        if not inventory.closed:
             self._maintenance = Maintenance(self)
             self._maintenance.start()

@@ -75,9 +75,12 @@ class PoolSnapshot:
 
 def snapshot(pool: ConnectionPool) -> PoolSnapshot:
     """What *pool* holds now, read under its lock (the one place tests look inside a pool)."""
-    with pool._lock:
-        line = pool._line
-        return PoolSnapshot(tuple(pool._idle), frozenset(pool._lent), len(line.waiters), line.total)
+    inventory = pool._inventory
+    with inventory.lock:
+        line = inventory.line
+        return PoolSnapshot(
+            tuple(inventory.idle), frozenset(inventory.lent), len(line.waiters), line.total
+        )
 
 
 def entry(conn: Connection) -> PoolEntry:

@@ -39,7 +39,7 @@ from pymysqlpool_registry import (
     hookimpl,
 )
 from pymysqlpool_registry._maintenance import run_round
-from pymysqlpool_registry.testing import Worker, start_thread, wait_until
+from pymysqlpool_registry.testing import Worker, snapshot, start_thread, wait_until
 from pymysqlpool_registry.waiting import ConnectGate
 
 AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -235,7 +235,7 @@ def fake_pool(factory: FakeFactory, *plugins: object, **overrides: Any) -> Conne
 def shut(pool: ConnectionPool) -> None:
     """Close *pool*, discard what it still lends, and wait for its maintenance thread."""
     pool.close()
-    for conn in list(pool._lent):
+    for conn in snapshot(pool).lent:
         conn.discard()
     pool._maintenance.join(WAIT_LIMIT)
 
@@ -391,7 +391,7 @@ class PoolMachine(RuleBasedStateMachine):
             autocommit=autocommit,
             ping_interval=ping_interval,
         )
-        self.pool._line.gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
+        self.pool._inventory.line.gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
         maintenance = self.pool._maintenance
         maintenance.stop()
         assert maintenance.join(WAIT_LIMIT)
@@ -412,7 +412,7 @@ class PoolMachine(RuleBasedStateMachine):
     def _get_one(self) -> FakeConnection | None:
         """One checkout (None if the pool, as the model expects, had none to give)."""
         assert self.pool is not None
-        gate = self.pool._line.gate  # after a failed connect, the next may start only this late
+        gate = self.pool._inventory.line.gate  # after a failed connect, the next may start only this late
         if gate.failing:
             time.sleep(max(gate.next_at - time.monotonic(), 0))
         self.counts["requests"] += 1
@@ -550,7 +550,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.lent.add(conn)
         with conn:
             assert conn._lent
-            assert conn in self.pool._lent
+            assert conn in snapshot(self.pool).lent
             self._expect_return(conn, None)
 
     # --- what the server does ---
@@ -669,10 +669,8 @@ class PoolMachine(RuleBasedStateMachine):
         pool = self.pool
         if pool is None:
             return
-        with pool._lock:
-            idle = list(pool._idle)
-            lent = set(pool._lent)
-            total = pool._line.total
+        held = snapshot(pool)
+        idle, lent, total = list(held.idle), set(held.lent), held.total
         stats = pool.stats()
         assert total == stats["idle"] + stats["in_use"]  # no slot is being opened between steps
         assert total <= stats["max_size"] or stats["idle"] == 0  # surplus only while lent
