@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .entry import Held
+from .errors import PoolClosedError
 from .verdicts import Reason
-from .waiting import Line
+from .waiting import Line, Waiter
 
 if TYPE_CHECKING:
     from ._manager import PolicyManager
@@ -29,6 +31,7 @@ COUNTERS = (
 )
 IDLE, CHECKOUT = Held.IDLE, Held.CHECKOUT
 current_thread = threading.current_thread
+monotonic = time.monotonic
 
 
 class Maintained(Protocol):
@@ -71,6 +74,47 @@ class Inventory:
         self.wait_time = 0.0
         self.all_back = threading.Event()  # set when the pool is closed and nothing is lent
 
+    def checkout(self, first: bool) -> Connection | None:
+        """Take an idle connection for the calling thread (None if there is none), counting
+        the request if it is its *first* try. Takes the lock."""
+        with self.lock:
+            return self.take(first)
+
+    def take(self, first: bool) -> Connection | None:
+        """Under the lock: :meth:`checkout`."""
+        if self.closed:
+            raise PoolClosedError(0, f"pool({self._pool.name}) is closed")
+        if first:
+            self.counts["requests"] += 1
+        if self.idle:
+            conn = self.take_idle()
+            self.mark(conn, CHECKOUT)
+            return conn
+        return None
+
+    def take_back(self, conn: Connection) -> bool:
+        """Take *conn* out of the idle ones for the calling thread, as a new request; False
+        if it is not idle here. Takes the lock."""
+        with self.lock:
+            idle = not self.closed and conn in self.idle
+            if idle:
+                self.idle.remove(conn)
+                self.mark(conn, CHECKOUT)
+                self.counts["requests"] += 1
+        return idle
+
+    def leave_line(self, waiter: Waiter) -> None:
+        """An interrupted waiter leaves the line, giving back what it was or is about to be
+        handed. Takes the lock."""
+        with self.lock:
+            queued = self.line.leave(waiter)
+        if queued:
+            return
+        if waiter.conn is not None:
+            self.put(waiter.conn, monotonic(), False)
+        elif waiter.slot:
+            self.release_slot()
+
     def mark(self, conn: Connection, held: Held) -> None:
         """Under the lock: *conn*, just opened or taken out of the idle ones, is the calling
         thread's now (a borrower's being checked out, or the maintenance thread's)."""
@@ -85,6 +129,16 @@ class Inventory:
         self.idle.clear()
         self.line.total -= len(idle)
         return idle
+
+    def renew(self, conn: Connection) -> Connection:
+        """With check_owner_thread off: move a lent *conn* into a new object, leaving the
+        returned handle closed, so that a stale reference can neither use nor return the
+        next loan. Takes the lock."""
+        with self.lock:
+            renewed = conn._move()
+            self.lent.discard(conn)
+            self.lent.add(renewed)
+        return renewed
 
     def put(self, conn: Connection, now: float, reset: bool) -> None:
         """Hand a lent *conn* to the first waiter, or make it idle (idle since *now*); close
@@ -146,6 +200,40 @@ class Inventory:
         hook = self._pool._hooks.on_discard
         if hook is not None:
             hook(pool=self._pool, connection=conn, reason=reason)
+
+    def invalidate(self) -> None:
+        """Close the idle connections now, and the lent ones as they come back."""
+        with self.lock:
+            self.generation += 1
+            idle = self.empty()
+        for conn in idle:
+            self.close(conn, Reason.INVALIDATED)
+
+    def shut(self, error: BaseException) -> threading.Event:
+        """Close the pool: fail the waiters with *error*, close the idle connections now and
+        the lent ones as they come back; returns the event set when all are closed."""
+        with self.lock:
+            self.closed = True
+            idle = self.empty()
+            self.line.close(error)
+            if self.line.total == 0:
+                self.all_back.set()
+        for conn in idle:
+            self.close(conn, Reason.POOL_CLOSED)
+        return self.all_back
+
+    def resize(self, max_size: int) -> None:
+        """Set *max_size*: close idle connections above it, or grant the slots it frees."""
+        surplus = []
+        line = self.line
+        with self.lock:
+            line.max_size = max_size
+            while line.total > max_size and self.idle:
+                surplus.append(self.idle.popleft())
+                line.total -= 1
+            line.grant()
+        for conn in surplus:
+            self.close(conn, Reason.RESIZED)
 
     def stats(self) -> dict[str, float]:
         """Under the lock: ``ConnectionPool.stats()``."""

@@ -152,7 +152,7 @@ class ConnectionPool:
         waiter = None
         first = True
         while True:
-            conn = self._checkout(first)
+            conn = self._inventory.checkout(first)
             fresh = False
             if conn is None:
                 if waiter is None:
@@ -178,12 +178,7 @@ class ConnectionPool:
 
     def invalidate(self) -> None:
         """Close every idle connection now and every lent one when it comes back."""
-        inventory = self._inventory
-        with inventory.lock:
-            inventory.generation += 1
-            idle = inventory.empty()
-        for conn in idle:
-            inventory.close(conn, Reason.INVALIDATED)
+        self._inventory.invalidate()
 
     def close(self, timeout: float | None = None) -> bool:
         """Close the pool: idle connections now, lent ones as they come back.
@@ -191,17 +186,8 @@ class ConnectionPool:
         With *timeout*, wait up to that many seconds for the lent ones; returns True if no
         connection is still open.
         """
-        inventory = self._inventory
-        with inventory.lock:
-            inventory.closed = True
-            idle = inventory.empty()
-            inventory.line.close(PoolClosedError(0, f"pool({self.name}) was closed"))
-            if inventory.line.total == 0:
-                inventory.all_back.set()
         self._maintenance.stop()
-        for conn in idle:
-            inventory.close(conn, Reason.POOL_CLOSED)
-        all_back = inventory.all_back
+        all_back = self._inventory.shut(PoolClosedError(0, f"pool({self.name}) was closed"))
         return all_back.wait(timeout) if timeout else all_back.is_set()
 
     def set_endpoints(self, endpoints: Any) -> None:
@@ -220,35 +206,11 @@ class ConnectionPool:
             min_size=self.config.min_size if min_size is None else min_size,
             max_size=self.config.max_size if max_size is None else max_size,
         )
-        inventory = self._inventory
-        line = inventory.line
-        surplus = []
-        with inventory.lock:
-            self.config = config
-            line.max_size = config.max_size
-            while line.total > config.max_size and inventory.idle:
-                surplus.append(inventory.idle.popleft())
-                line.total -= 1
-            line.grant()
-        for conn in surplus:
-            inventory.close(conn, Reason.RESIZED)
+        self.config = config
+        self._inventory.resize(config.max_size)
         self._maintenance.wake()
 
     # --- lending: take idle / wait / open -> check fitness -> lend ---
-
-    def _checkout(self, first: bool) -> Connection | None:
-        """Take an idle connection for the calling thread, or None if there is none."""
-        inventory = self._inventory
-        with inventory.lock:
-            if inventory.closed:
-                raise PoolClosedError(0, f"pool({self.name}) is closed")
-            if first:
-                inventory.counts["requests"] += 1
-            if inventory.idle:
-                conn = inventory.take_idle()
-                inventory.mark(conn, CHECKOUT)
-                return conn
-        return None
 
     def _obtain(self, waiter: Waiter) -> tuple[Connection, bool]:
         """No connection was idle: take one that came back since, or open one in a free
@@ -260,11 +222,8 @@ class ConnectionPool:
         """
         inventory = self._inventory
         with inventory.lock:
-            if inventory.closed:
-                raise PoolClosedError(0, f"pool({self.name}) is closed")
-            if inventory.idle:
-                conn = inventory.take_idle()
-                inventory.mark(conn, CHECKOUT)
+            conn = inventory.take(first=False)
+            if conn is not None:
                 return conn, False
             slot = inventory.line.reserve(monotonic())
             if not slot:
@@ -290,7 +249,7 @@ class ConnectionPool:
         try:
             answer = inventory.line.wait(waiter)
         except BaseException:  # a signal handler raised (KeyboardInterrupt): leave the line
-            self._leave_line(waiter)
+            inventory.leave_line(waiter)
             raise
         with inventory.lock:
             inventory.wait_time += monotonic() - waiting_since
@@ -301,18 +260,6 @@ class ConnectionPool:
         if not waiter.handed:
             raise self._request_failed(waiter)
         return waiter.conn
-
-    def _leave_line(self, waiter: Waiter) -> None:
-        """Give back whatever an interrupted waiter was or is about to be handed."""
-        inventory = self._inventory
-        with inventory.lock:
-            queued = inventory.line.leave(waiter)
-        if queued:
-            return
-        if waiter.conn is not None:
-            inventory.put(waiter.conn, monotonic(), False)
-        elif waiter.slot:
-            inventory.release_slot()
 
     def _unfit(
         self, conn: Connection, now: float, deadline: float, ping: bool = False
@@ -370,13 +317,7 @@ class ConnectionPool:
     def _take_back(self, conn: Connection) -> None:
         """Lend *conn* again if it is idle here; the context manager of a returned connection."""
         inventory = self._inventory
-        with inventory.lock:
-            idle = not inventory.closed and conn in inventory.idle
-            if idle:
-                inventory.idle.remove(conn)
-                inventory.mark(conn, CHECKOUT)
-                inventory.counts["requests"] += 1
-        if not idle:
+        if not inventory.take_back(conn):
             raise ConnectionReturnedError(
                 0,
                 f"this connection was returned to pool({self.name}) and is no longer idle "
@@ -446,17 +387,9 @@ class ConnectionPool:
             if reason is not None:
                 self._inventory.discard(conn, reason)
             else:
-                self._inventory.put(conn if conn._check_owner else self._renewed(conn), now, reset)
-
-    def _renewed(self, conn: Connection) -> Connection:
-        """With check_owner_thread off: move *conn* into a new object, leaving the returned
-        handle closed, so that a stale reference can neither use nor return the next loan."""
-        inventory = self._inventory
-        with inventory.lock:
-            renewed = conn._move()
-            inventory.lent.discard(conn)
-            inventory.lent.add(renewed)
-        return renewed
+                self._inventory.put(
+                    conn if conn._check_owner else self._inventory.renew(conn), now, reset
+                )
 
     def _warn_rolled_back(self, now: float) -> None:
         """Log that a loan ended with uncommitted writes, at most once per

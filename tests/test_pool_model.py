@@ -391,7 +391,9 @@ class PoolMachine(RuleBasedStateMachine):
             autocommit=autocommit,
             ping_interval=ping_interval,
         )
-        self.pool._inventory.line.gate = ConnectGate(first=0.0002, cap=0.001)  # short waits between attempts
+        self.pool._inventory.line.gate = ConnectGate(
+            first=0.0002, cap=0.001
+        )  # short waits between attempts
         maintenance = self.pool._maintenance
         maintenance.stop()
         assert maintenance.join(WAIT_LIMIT)
@@ -412,7 +414,9 @@ class PoolMachine(RuleBasedStateMachine):
     def _get_one(self) -> FakeConnection | None:
         """One checkout (None if the pool, as the model expects, had none to give)."""
         assert self.pool is not None
-        gate = self.pool._inventory.line.gate  # after a failed connect, the next may start only this late
+        gate = (
+            self.pool._inventory.line.gate
+        )  # after a failed connect, the next may start only this late
         if gate.failing:
             time.sleep(max(gate.next_at - time.monotonic(), 0))
         self.counts["requests"] += 1
