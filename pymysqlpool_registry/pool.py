@@ -42,7 +42,6 @@ logger = logging.getLogger("pymysqlpool_registry")
 monotonic = time.monotonic
 CHECKOUT, LENT = Held.CHECKOUT, Held.LENT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
-_ROLLBACK_WARNING_INTERVAL = 10.0  # seconds between "uncommitted work rolled back" warnings
 
 
 class ConnectionPool:
@@ -73,8 +72,7 @@ class ConnectionPool:
         self._hooks = manager if manager is not None else PolicyManager()
         self._inventory = inventory = Inventory(self, config)
         self._endpoints = EndpointSet(inventory.lock, config)
-        self._rollback_warned_until = 0.0
-        self._rollbacks_unreported = 0
+        self._rollback_warnings = _RollbackWarnings()
         self._connector = Connector(self)
         self._maintenance = Maintenance(self)
         for conn in self._connector.fill(config.min_size):
@@ -343,39 +341,27 @@ class ConnectionPool:
         usage = now - entry.lent_at
         open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
         if open_transaction and error is None:
-            self._warn_rolled_back(now)
+            self._rollback_warnings.warn(now, self.name)
         conn._shared_cursor = None  # dropped, not closed: closing a streamed cursor drains it
         raised = conn._last_error  # a server error during the loan, even if it was caught
         if raised is not None:
             conn._last_error = None
             error = error or raised
         verdict = Verdict.REUSE if error is None else self._classify(conn, error)
-        reason = None
+        if verdict is Verdict.EJECT_ENDPOINT and not entry.condemned():  # else counted already
+            self._connector.endpoint_failed(
+                entry.endpoint, error or RuntimeError("eject"), health=True
+            )
+        reason = _not_reusable(conn, verdict, self._inventory.generation, now)
         reset = False
-        if verdict is Verdict.EJECT_ENDPOINT:
-            reason = Reason.ENDPOINT_FAILED
-            if not entry.condemned():  # else already counted
-                self._connector.endpoint_failed(
-                    entry.endpoint, error or RuntimeError("eject"), health=True
-                )
-        elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
-            reason = Reason.ERROR
-        elif not conn.socket_open:
-            reason = Reason.BROKEN
-        elif conn.has_unread_result:
-            reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
-        elif entry.generation != self._inventory.generation:
-            reason = Reason.INVALIDATED
-        else:
-            reason = entry.spent(now)
-            if reason is None:
-                try:
-                    reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
-                except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
-                    reason = Reason.RESET_FAILED
-                except BaseException:  # interrupted mid-reset: the session state is unknown
-                    self._inventory.discard(conn, Reason.RESET_FAILED)
-                    raise
+        if reason is None:
+            try:
+                reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
+            except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
+                reason = Reason.RESET_FAILED
+            except BaseException:  # interrupted mid-reset: the session state is unknown
+                self._inventory.discard(conn, Reason.RESET_FAILED)
+                raise
         try:
             if self._hooks.on_checkin is not None:
                 self._hooks.on_checkin(
@@ -390,21 +376,6 @@ class ConnectionPool:
                 self._inventory.put(
                     conn if conn._check_owner else self._inventory.renew(conn), now, reset
                 )
-
-    def _warn_rolled_back(self, now: float) -> None:
-        """Log that a loan ended with uncommitted writes, at most once per
-        ``_ROLLBACK_WARNING_INTERVAL`` seconds (with how many more since)."""
-        if now < self._rollback_warned_until:
-            self._rollbacks_unreported += 1
-            return
-        more, self._rollbacks_unreported = self._rollbacks_unreported, 0
-        self._rollback_warned_until = now + _ROLLBACK_WARNING_INTERVAL
-        logger.warning(
-            "Connection given back to pool(%s) with a transaction open: its uncommitted work "
-            "was rolled back (commit() before giving it back)%s",
-            self.name,
-            f"; {more} more since the last such warning" if more else "",
-        )
 
     def _classify(self, conn: Connection, error: BaseException) -> Verdict:
         """The classify_error hooks' verdict; DISCARD when none answers or one fails."""
@@ -428,3 +399,43 @@ class ConnectionPool:
         if not inventory.closed:
             self._maintenance = Maintenance(self)
             self._maintenance.start()
+
+
+def _not_reusable(conn: Connection, verdict: Verdict, generation: int, now: float) -> Reason | None:
+    """Why a connection that came back with *verdict* must be closed, or None to keep it."""
+    if verdict is Verdict.EJECT_ENDPOINT:
+        return Reason.ENDPOINT_FAILED
+    if verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
+        return Reason.ERROR
+    if not conn.socket_open:
+        return Reason.BROKEN
+    if conn.has_unread_result:
+        return Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
+    entry = conn._entry
+    if entry.generation != generation:
+        return Reason.INVALIDATED
+    return entry.spent(now)
+
+
+class _RollbackWarnings:
+    """Logs that a loan ended with uncommitted writes, at most once per ``INTERVAL`` seconds
+    (with how many more there were since)."""
+
+    INTERVAL = 10.0
+
+    def __init__(self) -> None:
+        self.quiet_until = 0.0
+        self.unreported = 0
+
+    def warn(self, now: float, pool_name: str) -> None:
+        if now < self.quiet_until:
+            self.unreported += 1
+            return
+        more, self.unreported = self.unreported, 0
+        self.quiet_until = now + self.INTERVAL
+        logger.warning(
+            "Connection given back to pool(%s) with a transaction open: its uncommitted work "
+            "was rolled back (commit() before giving it back)%s",
+            pool_name,
+            f"; {more} more since the last such warning" if more else "",
+        )

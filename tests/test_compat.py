@@ -329,7 +329,7 @@ def test_the_warning_counts_the_returns_it_stood_for(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("pymysqlpool_registry.pool._ROLLBACK_WARNING_INTERVAL", 0.3)
+    monkeypatch.setattr("pymysqlpool_registry.pool._RollbackWarnings.INTERVAL", 0.3)
     pool = pymysqlpool.ConnectionPool(size=1, name="wc", **connect_kwargs)
     caplog.set_level(logging.WARNING, logger="pymysqlpool_registry")
 
