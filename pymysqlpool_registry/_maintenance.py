@@ -129,7 +129,7 @@ def run_round(pool: MaintainedPool) -> float | None:
             missing = 1 if line.gate.try_start(now) else 0
         line.total += missing
     for conn, reason in retired:
-        inventory.close(conn, reason)
+        inventory.retire(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
             inventory.discard(conn, Reason.DEAD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,6 +13,7 @@ import pymysql
 from pymysql.constants import COMMAND, SERVER_STATUS
 
 from .errors import ConnectionReturnedError
+from .legacy import LegacyMethods
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -37,7 +38,7 @@ class Lender(Protocol):
     def _take_back(self, conn: Connection) -> None: ...
 
 
-class Connection(_Base):  # type: ignore[misc]
+class Connection(LegacyMethods, _Base):  # type: ignore[misc]
     """A ``pymysql.connections.Connection`` that knows its pool.
 
     Without a pool it behaves exactly like PyMySQL's. Lent by a pool, ``close()`` and the end
@@ -58,7 +59,6 @@ class Connection(_Base):  # type: ignore[misc]
     _used = False  # a statement ran since the pool last reset the session
     _last_error: BaseException | None = None  # a server error raised during this loan
     _poller: Any = None
-    _shared_cursor: Any = None
     _read_timeout: float | None  # PyMySQL's, declared for the type checker
     _write_timeout: float | None
     _next_seq_id: int
@@ -366,69 +366,6 @@ class Connection(_Base):  # type: ignore[misc]
                 super().close()
             except Exception:  # noqa: BLE001 - the socket is going away either way
                 self._force_close()
-
-    # --- the old pymysql-pool conveniences ---
-
-    def execute(self, query: str, args: Any = None) -> int:
-        """Run *query* on a cursor kept for this loan; read rows with ``fetch*``.
-
-        Lets pymysql-pool 0.3 code written as ``with conn as cur: cur.execute(...)`` keep
-        working. Returns the number of affected (or selected) rows.
-        """
-        if self._shared_cursor is None:
-            self._shared_cursor = self.cursor()
-        return int(self._shared_cursor.execute(query, args))
-
-    def executemany(self, query: str, args: Sequence[Any]) -> int:
-        """``executemany`` on the cursor that :meth:`execute` uses."""
-        if self._shared_cursor is None:
-            self._shared_cursor = self.cursor()
-        return int(self._shared_cursor.executemany(query, args))
-
-    def fetchone(self) -> Any:
-        """The next row of the last :meth:`execute`."""
-        return self._shared_cursor.fetchone()
-
-    def fetchmany(self, size: int | None = None) -> Any:
-        """The next *size* rows of the last :meth:`execute`."""
-        return self._shared_cursor.fetchmany(size)
-
-    def fetchall(self) -> Any:
-        """The remaining rows of the last :meth:`execute`."""
-        return self._shared_cursor.fetchall()
-
-    def execute_query(
-        self,
-        query: str,
-        args: Any = (),
-        dictcursor: bool = False,
-        return_one: bool = False,
-        exec_many: bool = False,
-    ) -> Any:
-        """Run one query, commit, and return its rows (one row with *return_one*), as
-        pymysql-pool did.
-
-        Inside a ``with conn:`` block the connection stays with the caller. Anywhere else the
-        call is a ``with conn:`` block of its own: a lent connection goes back afterwards
-        (pymysql-pool 0.3's whole loan), one already given back is taken out for the call.
-        """
-        if self._pool is None or self._blocks:
-            return self._query(query, args, dictcursor, return_one, exec_many)
-        with self:
-            return self._query(query, args, dictcursor, return_one, exec_many)
-
-    def _query(
-        self, query: str, args: Any, dictcursor: bool, return_one: bool, exec_many: bool
-    ) -> Any:
-        with self.cursor(pymysql.cursors.DictCursor if dictcursor else None) as cur:
-            if exec_many:
-                cur.executemany(query, args)
-            else:
-                cur.execute(query, args)
-            rows = cur.fetchone() if return_one else cur.fetchall()
-        if self.in_transaction:
-            self.commit()
-        return rows
 
 
 class _ReturnedHandle(Connection):

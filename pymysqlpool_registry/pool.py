@@ -352,16 +352,27 @@ class ConnectionPool:
             self._connector.endpoint_failed(
                 entry.endpoint, error or RuntimeError("eject"), health=True
             )
-        reason = _not_reusable(conn, verdict, self._inventory.generation, now)
         reset = False
-        if reason is None:
-            try:
-                reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
-            except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
-                reason = Reason.RESET_FAILED
-            except BaseException:  # interrupted mid-reset: the session state is unknown
-                self._inventory.discard(conn, Reason.RESET_FAILED)
-                raise
+        if verdict is Verdict.EJECT_ENDPOINT:
+            reason: Reason | None = Reason.ENDPOINT_FAILED
+        elif verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
+            reason = Reason.ERROR
+        elif not conn.socket_open:
+            reason = Reason.BROKEN
+        elif conn.has_unread_result:
+            reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
+        elif entry.generation != self._inventory.generation:
+            reason = Reason.INVALIDATED
+        else:
+            reason = entry.spent(now)
+            if reason is None:
+                try:
+                    reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
+                except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
+                    reason = Reason.RESET_FAILED
+                except BaseException:  # interrupted mid-reset: the session state is unknown
+                    self._inventory.discard(conn, Reason.RESET_FAILED)
+                    raise
         try:
             if self._hooks.on_checkin is not None:
                 self._hooks.on_checkin(
@@ -399,22 +410,6 @@ class ConnectionPool:
         if not inventory.closed:
             self._maintenance = Maintenance(self)
             self._maintenance.start()
-
-
-def _not_reusable(conn: Connection, verdict: Verdict, generation: int, now: float) -> Reason | None:
-    """Why a connection that came back with *verdict* must be closed, or None to keep it."""
-    if verdict is Verdict.EJECT_ENDPOINT:
-        return Reason.ENDPOINT_FAILED
-    if verdict is not Verdict.REUSE and verdict is not Verdict.RESET:
-        return Reason.ERROR
-    if not conn.socket_open:
-        return Reason.BROKEN
-    if conn.has_unread_result:
-        return Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
-    entry = conn._entry
-    if entry.generation != generation:
-        return Reason.INVALIDATED
-    return entry.spent(now)
 
 
 class _RollbackWarnings:

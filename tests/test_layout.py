@@ -65,3 +65,28 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+#: "No module over about 450 lines, no class over about 350" (issue 16), with the slack
+#: "about" allows for a class.
+MAX_MODULE_LINES, MAX_CLASS_LINES = 450, 375
+
+
+def sizes() -> tuple[dict[str, int], dict[str, int]]:
+    """Lines per package module, and per class (``module.Class``)."""
+    modules, classes = {}, {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        name = module_name(path)
+        modules[name] = len(source.splitlines())
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                classes[f"{name}.{node.name}"] = node.end_lineno - node.lineno + 1
+    return modules, classes
+
+
+def test_no_module_or_class_is_too_big_to_read() -> None:
+    modules, classes = sizes()
+    assert classes["pymysqlpool_registry.pool.ConnectionPool"] > 100, "the walk is broken"
+    assert {m: n for m, n in modules.items() if n > MAX_MODULE_LINES} == {}
+    assert {c: n for c, n in classes.items() if n > MAX_CLASS_LINES} == {}

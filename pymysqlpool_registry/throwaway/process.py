@@ -3,6 +3,7 @@ watchdog, free loopback ports, log tails and the user to run as."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -161,3 +162,31 @@ def _file_size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+def _run_to_completion(cmd: list[str], log: str, timeout: float) -> None:
+    """Run *cmd* (a setup step such as mariadb-install-db) with its output in *log*; raise
+    ServerStartError, with the log's last lines, if it fails or takes over *timeout* s."""
+    name = os.path.basename(cmd[0])
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_make_preexec(),  # noqa: PLW1509 (PR_SET_PDEATHSIG needs it)
+        )
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            raise ServerStartError(
+                f"{name} did not finish in {timeout:.0f} s; last lines of {log}:\n{_tail(log)}"
+            ) from None
+    if rc != 0:
+        raise ServerStartError(
+            f"{name} failed with exit code {rc}; last lines of {log}:\n{_tail(log, lines=60)}"
+        )

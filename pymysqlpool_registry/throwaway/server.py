@@ -29,6 +29,7 @@ from .process import (
     _make_preexec,
     _owner_ids,
     _pick_port,
+    _run_to_completion,
     _start_watchdog,
     _tail,
 )
@@ -127,30 +128,7 @@ class ThrowawayServer:
         ]
         if self._basedir is not None:
             cmd.append(f"--basedir={self._basedir}")
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_make_preexec(),  # noqa: PLW1509 (PR_SET_PDEATHSIG needs it)
-            )
-            try:
-                rc = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-                raise ServerStartError(
-                    f"{os.path.basename(self._install_db)} did not finish in {timeout:.0f} s; "
-                    f"last lines of {log}:\n{_tail(log)}"
-                ) from None
-        if rc != 0:
-            raise ServerStartError(
-                f"{os.path.basename(self._install_db)} failed with exit code {rc}; "
-                f"last lines of {log}:\n{_tail(log, lines=60)}"
-            )
+        _run_to_completion(cmd, log, timeout)
         self._installed = True
 
     def _private_tmp(self) -> str:
