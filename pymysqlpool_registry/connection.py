@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
+_AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+_IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 current_thread = threading.current_thread
 logger = logging.getLogger("pymysqlpool_registry")
 
@@ -216,9 +218,9 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
         if self._pending_reply:
             return False
         status = self.server_status
-        if status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+        if status & _IN_TRANS:
             return True
-        return self._dirty and not status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+        return self._dirty and not status & _AUTOCOMMIT
 
     def end_loan(self, config: PoolConfig, force: bool) -> bool:
         """End what a borrower left open, as *config* says (``reset``, ``autocommit``); with
@@ -235,10 +237,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
         if force or self.in_transaction:
             self.send_rollback()
             did = True
-        if (
-            bool(self.server_status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT)
-            is not config.autocommit
-        ):
+        if bool(self.server_status & _AUTOCOMMIT) is not config.autocommit:
             with self.bounded(config.ping_timeout):
                 self.autocommit(config.autocommit)
             self._dirty = False

@@ -25,7 +25,8 @@ class PoolEntry:
     it, since when, when it expires, and the endpoint and generation it was opened in.
 
     The pool changes it under its lock; :meth:`spent` and :meth:`condemned` are the rules for
-    retiring a connection, in one place.
+    retiring a connection (the lending and return paths inline them, marked as such: a call
+    there costs as much as the check).
     """
 
     __slots__ = (
@@ -61,6 +62,6 @@ class PoolEntry:
         """Why it must be closed rather than lent at *now* (EXPIRED, ENDPOINT_FAILED), or None."""
         if now >= self.expires_at:
             return Reason.EXPIRED
-        if self.endpoint.epoch != self.epoch:  # condemned(), inlined: this runs every loan
+        if self.endpoint.epoch != self.epoch:  # condemned()
             return Reason.ENDPOINT_FAILED
         return None

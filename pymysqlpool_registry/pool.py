@@ -269,9 +269,12 @@ class ConnectionPool:
         *ping* asks the pre_ping hooks for a ping whatever the idle time (``idle`` is inf).
         """
         entry = conn._entry
-        spent = entry.spent(now)  # never lend one that expired, or whose endpoint fails
-        if spent is not None:
-            return spent
+        # PoolEntry.spent(now), inlined (a call costs as much as the rest of this check):
+        # never lend one that expired, or whose endpoint failed since it connected
+        if now >= entry.expires_at:
+            return Reason.EXPIRED
+        if entry.endpoint.epoch != entry.epoch:
+            return Reason.ENDPOINT_FAILED
         pre_ping = self._hooks.pre_ping
         if pre_ping is None:
             return None
@@ -284,7 +287,7 @@ class ConnectionPool:
             raise
         if fit is False:
             return Reason.DEAD
-        if entry.condemned():
+        if entry.endpoint.epoch != entry.epoch:  # PoolEntry.condemned(), inlined
             return Reason.ENDPOINT_FAILED  # it failed during the ping
         return None
 
@@ -363,16 +366,19 @@ class ConnectionPool:
             reason = Reason.UNREAD_RESULT  # reading the rest could take long; a new one won't
         elif entry.generation != self._inventory.generation:
             reason = Reason.INVALIDATED
+        elif now >= entry.expires_at:  # PoolEntry.spent(now), inlined as in _unfit
+            reason = Reason.EXPIRED
+        elif entry.endpoint.epoch != entry.epoch:
+            reason = Reason.ENDPOINT_FAILED
         else:
-            reason = entry.spent(now)
-            if reason is None:
-                try:
-                    reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
-                except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
-                    reason = Reason.RESET_FAILED
-                except BaseException:  # interrupted mid-reset: the session state is unknown
-                    self._inventory.discard(conn, Reason.RESET_FAILED)
-                    raise
+            reason = None
+            try:
+                reset = conn.end_loan(self.config, force=verdict is Verdict.RESET)
+            except Exception:  # noqa: BLE001 - whatever broke the reset, the connection goes
+                reason = Reason.RESET_FAILED
+            except BaseException:  # interrupted mid-reset: the session state is unknown
+                self._inventory.discard(conn, Reason.RESET_FAILED)
+                raise
         try:
             if self._hooks.on_checkin is not None:
                 self._hooks.on_checkin(
