@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .connection import Connection
 from .entry import Held, PoolEntry
 from .errors import EndpointRefusedError, NoEndpointError, PluginError, PoolClosedError
+from .inventory import Keeper
 from .verdicts import ConnectVerdict, Reason
 
 if TYPE_CHECKING:
-    from ._manager import PolicyManager
-    from .config import PoolConfig
     from .endpoints import EndpointSet, EndpointState
     from .inventory import Inventory
     from .waiting import Waiter
@@ -27,31 +26,16 @@ _LIFETIME_JITTER = 0.1  # a lifetime is cut by up to this much, so connections e
 _FALLBACK_LIFETIME = 30.0
 
 
-class Starter(Protocol):
-    def start(self) -> None: ...
-    def wake(self) -> None: ...
-
-
-class Owner(Protocol):
+class Owner(Keeper, Protocol):
     """What a Connector uses of its pool."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def config(self) -> PoolConfig: ...
-    @property
-    def _hooks(self) -> PolicyManager: ...
     @property
     def _endpoints(self) -> EndpointSet: ...
     @property
     def _inventory(self) -> Inventory: ...
-    @property
-    def _maintenance(self) -> Starter: ...
     def _request_failed(
         self, waiter: Waiter, cause: BaseException | None = None, answered: bool = False
     ) -> Exception: ...
-    def stats(self) -> dict[str, float]: ...
-    def endpoint_stats(self) -> list[dict[str, Any]]: ...
     def _give_back(self, conn: Connection, error: BaseException | None) -> None: ...
     def _take_back(self, conn: Connection) -> None: ...
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .entry import Held
 from .errors import PoolClosedError
+from .hookspecs import PoolView
 from .verdicts import Reason
 from .waiting import Line, Waiter
 
@@ -35,22 +36,17 @@ monotonic = time.monotonic
 
 
 class Maintained(Protocol):
+    def start(self) -> None: ...
     def wake(self) -> None: ...
 
 
-class Keeper(Protocol):
-    """What an Inventory uses of its pool."""
+class Keeper(PoolView, Protocol):
+    """What an Inventory uses of its pool: what hooks see, the hooks, the maintenance thread."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def config(self) -> PoolConfig: ...
     @property
     def _hooks(self) -> PolicyManager: ...
     @property
     def _maintenance(self) -> Maintained: ...
-    def stats(self) -> dict[str, float]: ...
-    def endpoint_stats(self) -> list[dict[str, Any]]: ...
 
 
 class Inventory:
