@@ -4,7 +4,8 @@ and the default judgement of connect errors."""
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
@@ -31,7 +32,7 @@ def pymysqlpool_create_connection(
     kwargs = pool.config.connect_kwargs()
     kwargs["host"], kwargs["port"] = endpoint.host, endpoint.port
     kwargs["connect_timeout"] = timeout
-    conn = Connection(defer_connect=True, **kwargs)
+    conn = _TLS_CONTEXTS.connection(pool, kwargs)
     read_timeout, write_timeout = conn._read_timeout, conn._write_timeout
     conn._read_timeout = min(read_timeout or timeout, timeout)
     conn._write_timeout = min(write_timeout or timeout, timeout)
@@ -40,6 +41,48 @@ def pymysqlpool_create_connection(
     finally:
         conn._read_timeout, conn._write_timeout = read_timeout, write_timeout
     return conn
+
+
+#: The keyword arguments by which pymysql.connect() asks for TLS (``ssl_disabled`` aside).
+_TLS_ARGS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
+_TLS_SETTINGS = (*_TLS_ARGS, "ssl_key_password")  # what the context is built from
+
+
+class _SharedContexts:
+    """One TLS context per pool and TLS setting, built by PyMySQL from the pool's settings
+    at the first connect and handed to every later one (``ssl=context``).
+
+    PyMySQL builds a new ``SSLContext`` on every connect; loading a CA bundle (the system's,
+    or a cloud provider's) takes tens of milliseconds each time, and a pool reopening many
+    connections after a failover would pay it for each. The context is the same whatever
+    the endpoint (the host name is checked per connection), with the verification PyMySQL
+    set up. Only where TLS is required: PyMySQL's "preferred" TLS (no TLS option, not
+    disabled) falls back to plain when the server has none, which a context passed as
+    ``ssl=`` would not.
+    """
+
+    def __init__(self) -> None:
+        self._built: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], ssl.SSLContext]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def connection(self, pool: Any, kwargs: dict[str, Any]) -> Connection:
+        """An unconnected Connection for *kwargs*, with the pool's shared TLS context."""
+        if kwargs.get("ssl_disabled") or not any(kwargs.get(key) for key in _TLS_ARGS):
+            return Connection(defer_connect=True, **kwargs)
+        settings = tuple(kwargs.get(key) for key in _TLS_SETTINGS)
+        built = self._built.get(pool)
+        if built is not None and built[0] == settings:
+            for key in _TLS_SETTINGS:
+                kwargs.pop(key, None)
+            return Connection(defer_connect=True, ssl=built[1], **kwargs)
+        conn = Connection(defer_connect=True, **kwargs)  # PyMySQL builds the context
+        if isinstance(getattr(conn, "ctx", None), ssl.SSLContext):
+            self._built[pool] = (settings, conn.ctx)
+        return conn
+
+
+_TLS_CONTEXTS = _SharedContexts()
 
 
 @hookimpl(trylast=True)
