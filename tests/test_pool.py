@@ -339,6 +339,39 @@ def test_select_snapshot_does_not_leak_to_next_borrower(
         assert scalar(conn, f"SELECT COUNT(*) FROM {table}") == 3
 
 
+#: How long after a connection comes back the tests give the pool to end its transaction
+#: before another session must find nothing held (README: "Autocommit off").
+SETTLE = 0.05
+
+
+@pytest.mark.parametrize("loan", ["select", "write"])
+def test_an_idle_connection_holds_no_lock_another_session_would_wait_for(
+    server: ThrowawayServer, table: str, make_pool: MakePool, loan: str
+) -> None:
+    """With autocommit off a SELECT opens a transaction that holds the table's metadata lock
+    (and a write, its row locks): once the connection is back and idle, DDL and a write from
+    another session must not wait on it (both are told not to wait at all)."""
+    pool = make_pool(max_size=1, autocommit=False)
+    conn = pool.get_connection()
+    with conn.cursor() as cur:
+        if loan == "select":
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+        else:
+            cur.execute(f"UPDATE {table} SET v = 'uncommitted' WHERE id = 1")
+    conn.close()  # not committed: the pool ends the transaction
+    time.sleep(SETTLE)
+    assert snapshot(pool).idle, "the connection is idle in the pool"
+    admin_exec(
+        server,
+        "SET SESSION lock_wait_timeout = 0, innodb_lock_wait_timeout = 0",
+        f"UPDATE {table} SET v = 'other session' WHERE id = 1",
+        f"ALTER TABLE {table} ADD COLUMN added INT",
+    )
+    with pool.connection() as again:
+        assert scalar(again, f"SELECT v FROM {table} WHERE id = 1") == "other session"
+        assert scalar(again, f"SELECT COUNT(added) FROM {table}") == 0
+
+
 def test_autocommit_select_loan_costs_no_rollback(
     table: str, make_pool: MakePool, probe: StatusProbe
 ) -> None:
