@@ -11,6 +11,8 @@ import traceback
 import weakref
 from typing import TYPE_CHECKING, Protocol
 
+from . import connection
+from .connection import OWED, SENT
 from .connector import Connector, Owner
 from .entry import Held
 from .errors import EndpointRefusedError
@@ -57,6 +59,8 @@ class Maintenance:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
+        self._next = float("inf")  # monotonic time of the next round (inf: one is running)
+        self._scheduling = threading.Lock()
 
     def start(self) -> None:
         """Start the thread unless it runs already (or the pool was stopped)."""
@@ -80,7 +84,16 @@ class Maintenance:
     def wake(self) -> None:
         """Run the next round now."""
         self.start()
-        self._wakeup.set()
+        self.due_by(0.0)
+
+    def due_by(self, when: float) -> None:
+        """Run a round no later than *when* (monotonic time); cheap when one is due sooner."""
+        if when >= self._next:  # read without the lock: a round comes soon enough
+            return
+        with self._scheduling:
+            if when < self._next:
+                self._next = when
+                self._wakeup.set()
 
     def stop(self) -> None:
         """End the thread after its current round."""
@@ -92,6 +105,8 @@ class Maintenance:
             pool = self._pool()
             if pool is None:
                 return
+            with self._scheduling:
+                self._next = float("inf")  # a round runs: due_by() meanwhile lowers it
             try:
                 delay = run_round(pool)
             except Exception:
@@ -100,8 +115,14 @@ class Maintenance:
             del pool
             if delay is None:
                 return
-            self._wakeup.wait(delay)
-            self._wakeup.clear()
+            with self._scheduling:
+                self._next = min(self._next, monotonic() + delay)
+            while not self._stopped:
+                remaining = self._next - monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+                self._wakeup.clear()
 
 
 def run_round(pool: MaintainedPool) -> float | None:
@@ -119,8 +140,10 @@ def run_round(pool: MaintainedPool) -> float | None:
             return None
         retired = _take_retired(inventory, config.max_idle, config.min_size, now)
         answered = _hold(
-            inventory, [conn for conn in inventory.idle if conn._pending_reply and conn.readable()]
+            inventory,
+            [conn for conn in inventory.idle if conn._rollback == SENT and conn.readable()],
         )
+        owed = _take_owing(inventory, now)
         stale = _take_for_keepalive(inventory, config.keepalive_interval, now)
         probes = _take_for_endpoint_check(pool, now)
         lent = list(inventory.lent)
@@ -132,6 +155,13 @@ def run_round(pool: MaintainedPool) -> float | None:
         inventory.retire(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
+            inventory.discard(conn, Reason.DEAD)
+        else:
+            inventory.put(conn, conn._entry.idle_since, False)
+    for conn in owed:  # end the transactions of connections idle ROLLBACK_WITHIN seconds
+        try:
+            conn.send_owed_rollback()
+        except Exception:  # noqa: BLE001 - the socket is gone
             inventory.discard(conn, Reason.DEAD)
         else:
             inventory.put(conn, conn._entry.idle_since, False)
@@ -157,7 +187,21 @@ def run_round(pool: MaintainedPool) -> float | None:
     with inventory.lock:
         if line.gate.failing and line.total < config.min_size:
             wait = min(wait, line.gate.next_at - monotonic())
-    return max(wait, _MIN_ROUND)
+        owing = [conn._entry.idle_since for conn in inventory.idle if conn._rollback == OWED]
+    wait = max(wait, _MIN_ROUND)
+    if owing:  # the next is due ROLLBACK_WITHIN after it went idle
+        wait = min(wait, max(min(owing) + connection.ROLLBACK_WITHIN - monotonic(), 0.0))
+    return wait
+
+
+def _take_owing(inventory: Inventory, now: float) -> list[Connection]:
+    """Under the lock: hold the idle connections that owe a ROLLBACK and went idle at least
+    ROLLBACK_WITHIN seconds ago."""
+    due = now - connection.ROLLBACK_WITHIN
+    return _hold(
+        inventory,
+        [c for c in inventory.idle if c._rollback == OWED and c._entry.idle_since <= due],
+    )
 
 
 def _hold(inventory: Inventory, conns: list[Connection]) -> list[Connection]:
@@ -180,7 +224,7 @@ def _take_retired(
         reason = entry.spent(now)
         if reason is not None:
             retired.append((conn, reason))
-        elif not conn._pending_reply and conn.server_closed():
+        elif conn._rollback != SENT and conn.server_closed():
             # dropped while idle; one with a reply pending is taken out of the idle ones and
             # read outside the lock (run_round's "answered"), so no socket is read under it
             retired.append((conn, Reason.DEAD))

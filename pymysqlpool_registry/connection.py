@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 _Base: Any = pymysql.connections.Connection
 _COM_RESET_CONNECTION = 0x1F
+#: Connection._rollback: the pool owes the server a ROLLBACK (sent with the next command, or by
+#: the maintenance thread once the connection idles ROLLBACK_WITHIN seconds), or it sent one
+#: whose OK it has not read yet. Either way nothing has run since the loan that needed it.
+OWED, SENT = 1, 2
+#: Seconds an idle connection may keep the transaction of its last loan (a snapshot, locks)
+#: before the maintenance thread sends the ROLLBACK it owes (README: "Autocommit off").
+ROLLBACK_WITHIN = 0.005
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 current_thread = threading.current_thread
@@ -57,7 +64,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
     _borrower: threading.Thread | None = None
     _check_owner = True  # the pool's check_owner_thread
     _dirty = False  # a statement ran since the last COMMIT/ROLLBACK
-    _pending_reply = False  # the pool sent ROLLBACK at return and has not read its OK yet
+    _rollback = 0  # 0, OWED or SENT (see OWED)
     _used = False  # a statement ran since the pool last reset the session
     _last_error: BaseException | None = None  # a server error raised during this loan
     _poller: Any = None
@@ -175,10 +182,25 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
             self._check_borrower()  # raises, saying which
         if command != COMMAND.COM_PING:
             self._dirty = self._used = True
-        result = super()._execute_command(command, sql)
-        if self._pending_reply:  # pipelined: the ROLLBACK's OK comes before this command's reply
+        if self._rollback == OWED:
+            self._send_after_rollback(command, sql)
+        else:
+            _Base._execute_command(self, command, sql)
+        if self._rollback:  # pipelined: the ROLLBACK's OK comes before this command's reply
             self.read_pending_reply()
-        return result
+
+    def _send_after_rollback(self, command: int, sql: Any) -> None:
+        """Send the ROLLBACK the pool owes and then *command*, in one write: PyMySQL's writes
+        go to a buffer while it frames both."""
+        chunks: list[bytes] = []
+        self._write_bytes = chunks.append  # an instance attribute, over PyMySQL's method
+        try:
+            _Base._execute_command(self, COMMAND.COM_QUERY, b"ROLLBACK")
+            _Base._execute_command(self, command, sql)
+        finally:
+            del self._write_bytes
+        self._rollback = SENT
+        self._write_bytes(b"".join(chunks))
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         try:
@@ -215,7 +237,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
         autocommit off, so then any statement since the last COMMIT/ROLLBACK counts. While
         the pool's pipelined ROLLBACK is unanswered nothing has run since it, so: False.
         """
-        if self._pending_reply:
+        if self._rollback:
             return False
         status = self.server_status
         if status & _IN_TRANS:
@@ -231,11 +253,12 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
             with self.bounded(config.ping_timeout):
                 self.reset_session(config)
             return True
-        if self._pending_reply:
-            return False  # no command since the last borrower's ROLLBACK was sent
+        if self._rollback:
+            return False  # no command since the last borrower's ROLLBACK was owed
         did = False
         if force or self.in_transaction:
-            self.send_rollback()
+            self._rollback = OWED  # no I/O now: the next command carries it
+            self._dirty = False
             did = True
         if bool(self.server_status & _AUTOCOMMIT) is not config.autocommit:
             with self.bounded(config.ping_timeout):
@@ -244,19 +267,16 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
             did = True
         return did
 
-    def send_rollback(self) -> None:
-        """Send ROLLBACK without waiting for its reply.
-
-        The reply is read when it is already there at the next checkout, or else right after
-        the next command is sent, so the round trip overlaps that command's.
-        """
-        self._execute_command(COMMAND.COM_QUERY, "ROLLBACK")
-        self._dirty = False
-        self._pending_reply = True
+    def send_owed_rollback(self) -> None:
+        """Send the ROLLBACK the pool owes without waiting for its reply (the maintenance
+        thread, for a connection idle ROLLBACK_WITHIN seconds); the reply is read at the next
+        command or checkout, or by the next maintenance round."""
+        _Base._execute_command(self, COMMAND.COM_QUERY, b"ROLLBACK")
+        self._rollback = SENT
 
     def read_pending_reply(self) -> None:
-        """Read the OK of a ROLLBACK sent by :meth:`send_rollback`; close the socket if that fails."""
-        self._pending_reply = False
+        """Read the OK of a ROLLBACK sent earlier; close the socket if that fails."""
+        self._rollback = 0
         expected, self._next_seq_id = self._next_seq_id, 1
         try:
             self._read_ok_packet()
@@ -269,7 +289,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
         """True if the server closed or broke this idle connection, judged without a round trip.
 
         An idle socket with data or EOF waiting is dead, unless the data is the reply to a
-        pipelined ROLLBACK, which is then read and the socket looked at again.
+        ROLLBACK sent earlier, which is then read and the socket looked at again.
         """
         poller = self._poller  # readable(), inlined: this runs at every checkout
         if poller is None or self._sock is None:
@@ -277,7 +297,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
                 return False
         elif not poller.poll(0):
             return False
-        if not self._pending_reply:
+        if self._rollback != SENT:
             return True
         try:
             self.read_pending_reply()

@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
+from .connection import OWED, ROLLBACK_WITHIN
 from .entry import Held
 from .errors import PoolClosedError
 from .hookspecs import PoolView
@@ -38,6 +39,7 @@ monotonic = time.monotonic
 class Maintained(Protocol):
     def start(self) -> None: ...
     def wake(self) -> None: ...
+    def due_by(self, when: float) -> None: ...
 
 
 class Keeper(PoolView, Protocol):
@@ -160,7 +162,8 @@ class Inventory:
                 self.counts["resets"] += 1
             current = entry.generation == self.generation  # else invalidated meanwhile
             line = self.line
-            if current and not self.closed and line.total <= line.max_size:
+            kept = current and not self.closed and line.total <= line.max_size
+            if kept:
                 if line.waiters:
                     waiter = line.waiters.popleft()
                     entry.held = CHECKOUT
@@ -171,11 +174,11 @@ class Inventory:
                 conn._lent = False
                 self.lent.discard(conn)
                 self.idle.append(conn)
-                return
-        if self.closed:
-            self.discard(conn, Reason.POOL_CLOSED)
-        else:
-            self.discard(conn, Reason.RESIZED if current else Reason.INVALIDATED)
+        if not kept:
+            reason = Reason.RESIZED if current else Reason.INVALIDATED
+            self.discard(conn, Reason.POOL_CLOSED if self.closed else reason)
+        elif conn._rollback == OWED:  # its transaction ends within ROLLBACK_WITHIN seconds,
+            self._pool._maintenance.due_by(now + ROLLBACK_WITHIN)  # or when a borrower takes it
 
     def discard(self, conn: Connection, reason: Reason) -> None:
         """Close a lent *conn* and free its slot. Takes the lock."""

@@ -342,7 +342,7 @@ class ConnectionPool:
         entry = conn._entry
         now = monotonic()
         usage = now - entry.lent_at
-        open_transaction = not conn._pending_reply and bool(conn.server_status & _IN_TRANS)
+        open_transaction = not conn._rollback and bool(conn.server_status & _IN_TRANS)
         if open_transaction and error is None:
             self._rollback_warnings.warn(now, self.name)
         conn._shared_cursor = None  # dropped, not closed: closing a streamed cursor drains it

@@ -38,7 +38,9 @@ from pymysqlpool_registry import (
     PoolConfig,
     hookimpl,
 )
+from pymysqlpool_registry import connection as connection_module
 from pymysqlpool_registry._maintenance import run_round
+from pymysqlpool_registry.connection import OWED, SENT
 from pymysqlpool_registry.testing import Worker, snapshot, start_thread, wait_until
 from pymysqlpool_registry.waiting import ConnectGate
 
@@ -105,16 +107,21 @@ class FakeConnection(Connection):
         return pymysql.err.OperationalError(errno, "Lost connection to server (fake)")
 
     def _command(self, name: str) -> None:
-        """One command and its reply, as Connection._execute_command sends it."""
+        """One command and its reply, as Connection._execute_command sends it (after the
+        ROLLBACK the pool owes, in the same write)."""
         self._check_borrower()
-        self.commands.append(name)
         if not self.fake_open:
+            self.commands.append(name)
             raise pymysql.err.InterfaceError(0, "")  # what PyMySQL raises without a socket
+        if self._rollback == OWED:
+            self.commands.append("rollback (with the next command)")
+            self._rollback = SENT
+        self.commands.append(name)
         if name != "ping":
             self._dirty = True
         if self.dead:
             raise self._lose()
-        if self._pending_reply:
+        if self._rollback:
             self.read_pending_reply()
 
     def statement(self, effect: str = "select", error: int | None = None) -> None:
@@ -131,19 +138,17 @@ class FakeConnection(Connection):
         return (
             not self.fake_open
             or self.eof
-            or (self._pending_reply and not self.network.slow_replies)
+            or (self._rollback == SENT and not self.network.slow_replies)
         )
 
-    def send_rollback(self) -> None:
-        self._check_borrower()
-        self.commands.append("rollback (pipelined)")
+    def send_owed_rollback(self) -> None:
+        self.commands.append("rollback (by the maintenance thread)")
         if not self.fake_open:
             raise pymysql.err.InterfaceError(0, "")
-        self._dirty = False  # sent: whether the server is there shows when the reply is read
-        self._pending_reply = True
+        self._rollback = SENT  # sent: whether the server is there shows when the reply is read
 
     def read_pending_reply(self) -> None:
-        self._pending_reply = False
+        self._rollback = 0
         if self.dead:
             raise self._lose()
         self.server_status &= ~IN_TRANS
@@ -299,6 +304,7 @@ class PoolMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.pool: ConnectionPool | None = None
+        self.rollback_within = connection_module.ROLLBACK_WITHIN
         self.factory = FakeFactory()
         self.net = self.factory.network
         self.log = DiscardLog()
@@ -325,7 +331,7 @@ class PoolMachine(RuleBasedStateMachine):
         """What server_closed() finds: EOF, or a pipelined reply that has arrived and fails."""
         if not conn.socket_open or conn.eof:
             return True
-        return conn.dead and conn._pending_reply and not self.net.slow_replies
+        return conn.dead and conn._rollback == SENT and not self.net.slow_replies
 
     def _is_fit(self, conn: FakeConnection) -> bool:
         """The default pre-ping: the socket check, then a round trip if ping_interval is 0."""
@@ -346,8 +352,8 @@ class PoolMachine(RuleBasedStateMachine):
             reason = "broken"
         elif self.generation_of[conn] != self.generation:
             reason = "invalidated"
-        elif not conn._pending_reply:  # a pending ROLLBACK means no command since the last reset
-            rollback = verdict == "reset" or conn.in_transaction  # sent without waiting
+        elif not conn._rollback:  # one owed or unanswered: no command since the last reset
+            rollback = verdict == "reset" or conn.in_transaction  # owed: no I/O at return
             autocommit = bool(conn.server_status & AUTOCOMMIT) is not self.autocommit
             if autocommit and conn.dead:  # SET autocommit is a round trip: it fails
                 reason = "reset-failed"
@@ -379,6 +385,9 @@ class PoolMachine(RuleBasedStateMachine):
     def open_pool(
         self, max_size: int, lifo: bool, autocommit: bool, ping_interval: float | None
     ) -> None:
+        # every owed ROLLBACK is due at the next maintenance round (the model's "maintain")
+        self.rollback_within = connection_module.ROLLBACK_WITHIN
+        connection_module.ROLLBACK_WITHIN = 0.0
         self.max_size = max_size
         self.lifo = lifo
         self.autocommit = autocommit
@@ -399,6 +408,7 @@ class PoolMachine(RuleBasedStateMachine):
         assert maintenance.join(WAIT_LIMIT)
 
     def teardown(self) -> None:
+        connection_module.ROLLBACK_WITHIN = self.rollback_within
         if self.pool is not None:
             shut(self.pool)
 
@@ -479,7 +489,7 @@ class PoolMachine(RuleBasedStateMachine):
         else:
             assert was_open
             assert not dead
-            assert not conn._pending_reply  # the previous reset's reply was read first
+            assert not conn._rollback  # the owed ROLLBACK went first and its reply was read
 
     @precondition(lambda self: self.lent)
     @rule(index=st.integers(0, 7))
@@ -608,20 +618,27 @@ class PoolMachine(RuleBasedStateMachine):
         retired = (
             []
             if self.closed
-            else [c for c in self.idle if not c._pending_reply and self._server_closed(c)]
+            else [c for c in self.idle if c._rollback != SENT and self._server_closed(c)]
         )
         for conn in retired:
             self.idle.remove(conn)
             self._discard(conn, "dead")
         answered = (
-            [] if self.closed else [c for c in self.idle if c._pending_reply and c.readable()]
+            [] if self.closed else [c for c in self.idle if c._rollback == SENT and c.readable()]
         )
-        for conn in answered:
+        owing = [] if self.closed else [c for c in self.idle if c._rollback == OWED]
+        for conn in [*answered, *owing]:
             self.idle.remove(conn)
+        for conn in answered:
             if conn.dead:
                 self._discard(conn, "dead")
             else:
                 self.idle.append(conn)
+        for conn in owing:  # ROLLBACK_WITHIN is 0 here: every one is due
+            if conn.socket_open:
+                self.idle.append(conn)
+            else:
+                self._discard(conn, "dead")
         delay = run_round(self.pool)
         assert delay == (None if self.closed else 1.0)
 
@@ -702,7 +719,7 @@ class PoolMachine(RuleBasedStateMachine):
                 assert conn.socket_open, "a closed connection is idle"
                 assert conn.discards == 0
                 # The session is clean, or a ROLLBACK is on its way with nothing sent since.
-                assert conn._pending_reply or not conn.in_transaction
+                assert conn._rollback or not conn.in_transaction
                 assert not conn._dirty or conn.server_status & AUTOCOMMIT
                 assert bool(conn.server_status & AUTOCOMMIT) is self.autocommit
             else:
