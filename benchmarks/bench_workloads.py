@@ -127,6 +127,11 @@ class Env:
         """pymysql.connect() arguments for contender *key* (TLS off, bounded timeouts)."""
         return self.server.connect_kwargs(user=self.users[key], password=USER_PASSWORD)
 
+    def connects(self) -> int:
+        """Connections the server has accepted so far (its ``Connections`` status; reading
+        it opens one more)."""
+        return int(self.server.query("SHOW GLOBAL STATUS LIKE 'Connections'")[0][1])
+
     def counters(self, admin: Any) -> tuple[int, int]:
         """(sum of every Com_% global status counter, Questions)."""
         with admin.cursor() as cur:
@@ -347,6 +352,7 @@ class W2Result:
     errors: dict[tuple[str, int], int] = field(default_factory=dict)
     kinds: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     stuck: dict[tuple[str, int], int] = field(default_factory=dict)
+    opened: dict[tuple[str, int], int] = field(default_factory=dict)  # connects during runs
 
 
 def timed_run(
@@ -378,7 +384,10 @@ def w2(env: Env, keys: Sequence[str], cfg: Settings) -> dict[bool, W2Result]:
                 for _, order in orders(keys, cfg.w2_rounds):
                     this_round: dict[str, float] = {}
                     for key in order:
+                        before = env.connects()
                         run = timed_run(adapters[key], threads, cfg.w2_duration, cfg)
+                        opened = env.connects() - before - 1  # less the reading's own
+                        res.opened[key, threads] = res.opened.get((key, threads), 0) + opened
                         this_round[key] = run.ops_per_s
                         res.ops[key, threads].append(run.ops_per_s)
                         res.errors[key, threads] += run.errors
