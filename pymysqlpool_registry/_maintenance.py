@@ -59,8 +59,9 @@ class Maintenance:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
-        self._next = float("inf")  # monotonic time of the next round (inf: one is running)
+        self._next = float("inf")  # monotonic time it wakes next (inf: it is awake)
         self._scheduling = threading.Lock()
+        self._full = False  # wake() asked for a full round now
 
     def start(self) -> None:
         """Start the thread unless it runs already (or the pool was stopped)."""
@@ -82,12 +83,14 @@ class Maintenance:
         return thread is None or not thread.is_alive()
 
     def wake(self) -> None:
-        """Run the next round now."""
+        """Run a full round now."""
         self.start()
+        self._full = True
         self.due_by(0.0)
 
     def due_by(self, when: float) -> None:
-        """Run a round no later than *when* (monotonic time); cheap when one is due sooner."""
+        """Send owed ROLLBACKs (sweep_owed) no later than *when* (monotonic time); cheap when
+        the thread wakes sooner anyway."""
         if when >= self._next:  # read without the lock: a round comes soon enough
             return
         with self._scheduling:
@@ -101,22 +104,27 @@ class Maintenance:
         self._wakeup.set()
 
     def _run(self) -> None:
+        round_at = 0.0  # when the next full round is due
         while not self._stopped:
             pool = self._pool()
             if pool is None:
                 return
             with self._scheduling:
-                self._next = float("inf")  # a round runs: due_by() meanwhile lowers it
+                self._next = float("inf")  # awake: due_by() meanwhile lowers it
             try:
-                delay = run_round(pool)
+                if self._full or monotonic() >= round_at:
+                    self._full = False
+                    delay = run_round(pool)
+                    if delay is None:
+                        return
+                    round_at = monotonic() + delay
+                owed_at = sweep_owed(pool)
             except Exception:
                 logger.exception("maintenance of pool(%s) failed", pool.name)
-                delay = 1.0
+                round_at, owed_at = monotonic() + 1.0, float("inf")
             del pool
-            if delay is None:
-                return
             with self._scheduling:
-                self._next = min(self._next, monotonic() + delay)
+                self._next = min(self._next, round_at, owed_at)
             while not self._stopped:
                 remaining = self._next - monotonic()
                 if remaining <= 0:
@@ -143,7 +151,6 @@ def run_round(pool: MaintainedPool) -> float | None:
             inventory,
             [conn for conn in inventory.idle if conn._rollback == SENT and conn.readable()],
         )
-        owed = _take_owing(inventory, now)
         stale = _take_for_keepalive(inventory, config.keepalive_interval, now)
         probes = _take_for_endpoint_check(pool, now)
         lent = list(inventory.lent)
@@ -155,13 +162,6 @@ def run_round(pool: MaintainedPool) -> float | None:
         inventory.retire(conn, reason)
     for conn in answered:  # read a pipelined ROLLBACK's reply; a killed session is found
         if conn.server_closed():
-            inventory.discard(conn, Reason.DEAD)
-        else:
-            inventory.put(conn, conn._entry.idle_since, False)
-    for conn in owed:  # end the transactions of connections idle ROLLBACK_WITHIN seconds
-        try:
-            conn.send_owed_rollback()
-        except Exception:  # noqa: BLE001 - the socket is gone
             inventory.discard(conn, Reason.DEAD)
         else:
             inventory.put(conn, conn._entry.idle_since, False)
@@ -187,21 +187,36 @@ def run_round(pool: MaintainedPool) -> float | None:
     with inventory.lock:
         if line.gate.failing and line.total < config.min_size:
             wait = min(wait, line.gate.next_at - monotonic())
-        owing = [conn._entry.idle_since for conn in inventory.idle if conn._rollback == OWED]
-    wait = max(wait, _MIN_ROUND)
-    if owing:  # the next is due ROLLBACK_WITHIN after it went idle
-        wait = min(wait, max(min(owing) + connection.ROLLBACK_WITHIN - monotonic(), 0.0))
-    return wait
+    return max(wait, _MIN_ROUND)
 
 
-def _take_owing(inventory: Inventory, now: float) -> list[Connection]:
-    """Under the lock: hold the idle connections that owe a ROLLBACK and went idle at least
-    ROLLBACK_WITHIN seconds ago."""
-    due = now - connection.ROLLBACK_WITHIN
-    return _hold(
-        inventory,
-        [c for c in inventory.idle if c._rollback == OWED and c._entry.idle_since <= due],
-    )
+def sweep_owed(pool: MaintainedPool) -> float:
+    """Send the ROLLBACK that idle connections owe once they idled ROLLBACK_WITHIN seconds
+    (a borrower that takes one sooner sends it with its first command); returns when the
+    next falls due (inf: none is owed). Cheap: the thread runs it on each wake."""
+    inventory = pool._inventory
+    within = connection.ROLLBACK_WITHIN
+    now = monotonic()
+    due, later = [], float("inf")
+    with inventory.lock:
+        if inventory.closed:
+            return later
+        for conn in inventory.idle:
+            if conn._rollback == OWED:
+                idle_since = conn._entry.idle_since
+                if idle_since <= now - within:
+                    due.append(conn)
+                else:
+                    later = min(later, idle_since + within)
+        _hold(inventory, due)
+    for conn in due:
+        try:
+            conn.send_owed_rollback()
+        except Exception:  # noqa: BLE001 - the socket is gone
+            inventory.discard(conn, Reason.DEAD)
+        else:
+            inventory.put(conn, conn._entry.idle_since, False)
+    return later
 
 
 def _hold(inventory: Inventory, conns: list[Connection]) -> list[Connection]:

@@ -39,7 +39,7 @@ from pymysqlpool_registry import (
     hookimpl,
 )
 from pymysqlpool_registry import connection as connection_module
-from pymysqlpool_registry._maintenance import run_round
+from pymysqlpool_registry._maintenance import run_round, sweep_owed
 from pymysqlpool_registry.connection import OWED, SENT
 from pymysqlpool_registry.testing import Worker, snapshot, start_thread, wait_until
 from pymysqlpool_registry.waiting import ConnectGate
@@ -640,6 +640,7 @@ class PoolMachine(RuleBasedStateMachine):
             else:
                 self._discard(conn, "dead")
         delay = run_round(self.pool)
+        sweep_owed(self.pool)
         assert delay == (None if self.closed else 1.0)
 
     @precondition(lambda self: pool_open(self) and self.counts["requests"] >= 10)
