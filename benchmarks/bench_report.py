@@ -246,7 +246,8 @@ class Report:
                 "the pools have 8), so above 8 threads no pool can reach 1.0. Every pool opens its 8 connections "
                 "before the runs; a peer that opens more during a cell's runs (the server's "
                 "`Connections` count) is not like for like: it is reported, and left out of "
-                "*best peer* for that cell."
+                "*best peer* for that cell. Client CPU per op: the whole process's CPU time "
+                "(`time.process_time()`, every thread) over a run, divided by its ops."
             ),
             "",
         ]
@@ -292,6 +293,19 @@ class Report:
                     )
             rows.append(vs_peer)
             rows.append(live_row)
+            cpu_row = ["ours: client CPU µs per op (x T=1)"]
+            base = med(res.cpu.get(("ours", threads[0]), []))
+            for t in threads:
+                cpu = med(res.cpu.get(("ours", t), []))
+                share = f" ({cpu / base:.2f}x)" if cpu is not None and base else ""
+                cpu_row.append(f"{f(cpu, 0)}{share}")
+                if t == 4 and cpu is not None and base:
+                    self.target(
+                        f"W2 {mode(autocommit)}: client CPU per op at T=4 ≤ 1.2x T=1",
+                        f"{cpu / base:.2f}x",
+                        cpu / base <= 1.2,
+                    )
+            rows.append(cpu_row)
             out += [f"### {mode(autocommit)}", ""]
             out += table(["contender", *(f"T={t}" for t in threads)], rows)
             trouble = [

@@ -353,6 +353,7 @@ class W2Result:
     kinds: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     stuck: dict[tuple[str, int], int] = field(default_factory=dict)
     opened: dict[tuple[str, int], int] = field(default_factory=dict)  # connects during runs
+    cpu: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # process µs per op
 
 
 def timed_run(
@@ -385,7 +386,11 @@ def w2(env: Env, keys: Sequence[str], cfg: Settings) -> dict[bool, W2Result]:
                     this_round: dict[str, float] = {}
                     for key in order:
                         before = env.connects()
+                        cpu = time.process_time()
                         run = timed_run(adapters[key], threads, cfg.w2_duration, cfg)
+                        cpu = time.process_time() - cpu
+                        if run.ops:
+                            res.cpu.setdefault((key, threads), []).append(cpu / run.ops * 1e6)
                         opened = env.connects() - before - 1  # less the reading's own
                         res.opened[key, threads] = res.opened.get((key, threads), 0) + opened
                         this_round[key] = run.ops_per_s
