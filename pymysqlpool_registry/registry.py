@@ -6,7 +6,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -17,6 +17,9 @@ from .configfile import PoolSettings
 from .errors import UnknownPoolError
 from .packs import PolicyPack, apply_defaults, explicit_fields, load_pack
 from .pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 #: Every registry alive, so a forked child gets fresh locks (a lock held by a parent thread
 #: at the fork would never be released in the child).
@@ -207,6 +210,23 @@ class Registry:
     def stats(self) -> dict[str, dict[str, float]]:
         """``stats()`` of each pool built so far, by name."""
         return {pool.name: pool.stats() for pool in list(self._pools.values())}
+
+    def engine(
+        self, name: str, role: Literal["read", "write"] | None = None, **engine_kwargs: Any
+    ) -> Engine:
+        """A SQLAlchemy Engine on pool *name* (and *role*), for Core and ORM sessions.
+
+        SQLAlchemy's own pool is off (NullPool): every connection SQLAlchemy checks out is a
+        loan from ``get(name, role)``, so this registry's hooks, failover and health checks
+        apply. *engine_kwargs* go to ``sqlalchemy.create_engine`` (``echo``, ``future``, ...).
+        Needs the ``sqlalchemy`` extra.
+        """
+        from . import sqla
+
+        self.config(name)  # an unknown name fails now, not at the first checkout
+        if role is not None and role not in _ROLES:
+            raise ValueError(f"role must be 'read' or 'write', not {role!r}")
+        return sqla.engine(lambda: self.get(name, role), **engine_kwargs)
 
     def remove(self, name: str) -> None:
         """Forget *name* and close its pool if it was built."""
