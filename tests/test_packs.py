@@ -281,8 +281,9 @@ def active(registry: Registry, name: str) -> bool:
 
 @pytest.mark.usefixtures("autoload")
 def test_disable_plugins_argument() -> None:
-    registry = Registry(disable_plugins=["prometheus"])
+    registry = Registry(disable_plugins=["prometheus", "opentelemetry"])  # the metrics plugins
     assert not active(registry, "prometheus")
+    assert not active(registry, "opentelemetry")
     assert active(registry, LOG_PLUGIN)
     assert not isinstance(registry.manager.on_checkout, pluggy.HookCaller)  # the log plugin alone
     assert "prometheus" not in registry.manager.names()
@@ -291,9 +292,10 @@ def test_disable_plugins_argument() -> None:
 
 @pytest.mark.usefixtures("autoload")
 def test_disable_plugins_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYMYSQLPOOL_DISABLE_PLUGINS", f"{LOG_PLUGIN}, prometheus")
+    monkeypatch.setenv("PYMYSQLPOOL_DISABLE_PLUGINS", f"{LOG_PLUGIN}, prometheus,opentelemetry")
     registry = Registry()
     assert not active(registry, "prometheus")
+    assert not active(registry, "opentelemetry")
     assert not active(registry, LOG_PLUGIN)
     assert registry.manager.on_checkout is None
     names = registry.manager.names()
