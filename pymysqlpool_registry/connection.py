@@ -235,7 +235,7 @@ class Connection(LegacyMethods, _Base):  # type: ignore[misc]
 
         The server's flag misses the implicit transaction a plain SELECT opens with
         autocommit off, so then any statement since the last COMMIT/ROLLBACK counts. While
-        the pool's pipelined ROLLBACK is unanswered nothing has run since it, so: False.
+        the pool owes a ROLLBACK or has not read its reply, nothing has run since, so: False.
         """
         if self._rollback:
             return False
