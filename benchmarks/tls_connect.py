@@ -8,7 +8,9 @@ contender opens and closes connections in blocks of 10, the blocks interleaved, 
 table gives the median milliseconds per connect over all of them and the ratio to a plain
 connect (TLS off), PyMySQL alone and through the pool. "bundle" contenders trust a CA file holding the test CA and this
 machine's CA bundle, as a client of a cloud database does: PyMySQL loads it at every
-connect, the pool once. Through the pool, each connect is ``pool.invalidate()`` and a
+connect, the pool once. "preferred" is PyMySQL's TLS when no option asks for it and it
+is not disabled: a context with the system's CAs, no verification, plain if the server has
+no TLS. Through the pool, each connect is ``pool.invalidate()`` and a
 loan, so the pool opens a new connection each time.
 """
 
@@ -88,7 +90,12 @@ def main() -> int:
         def pool(**tls: Any) -> ConnectionPool:
             return ConnectionPool(PoolConfig(**base, min_size=0, max_size=1, **tls))
 
-        pools = [pool(ssl_disabled=True), pool(ssl={"ca": ca_file}), pool(ssl={"ca": bundle_file})]
+        pools = [
+            pool(ssl_disabled=True),
+            pool(ssl={"ca": ca_file}),
+            pool(ssl={"ca": bundle_file}),
+            pool(ssl_disabled=False),
+        ]
         contenders = {
             "plain, PyMySQL": direct_connect(**base, ssl_disabled=True),
             "plain, pool": pool_connect(pools[0]),
@@ -96,6 +103,8 @@ def main() -> int:
             "TLS test CA, pool": pool_connect(pools[1]),
             "TLS bundle, PyMySQL": direct_connect(**base, ssl={"ca": bundle_file}),
             "TLS bundle, pool": pool_connect(pools[2]),
+            "TLS preferred (no option), PyMySQL": direct_connect(**base),
+            "TLS preferred (no option), pool": pool_connect(pools[3]),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for connect in contenders.values():

@@ -111,3 +111,32 @@ def test_a_pool_without_tls_options_talks_plain_to_a_loopback_server(
             assert scalar(conn, "SELECT 1") == 1
     finally:
         pool.close()
+
+
+def test_preferred_tls_shares_one_context_and_still_falls_back_to_plain(
+    tls_server: ThrowawayServer, server: ThrowawayServer
+) -> None:
+    """No TLS option and TLS not disabled is PyMySQL's "preferred" TLS: used where the server
+    offers it, plain where it does not; the pool builds its context once for both."""
+    pools = []
+    try:
+        for target in (tls_server, server):
+            config = PoolConfig(
+                host="127.0.0.1", port=target.port, user="root", ssl_disabled=False, max_size=2
+            )
+            pools.append(ConnectionPool(config, name="preferred"))
+        with_tls, plain = pools
+        conns = [with_tls.get_connection() for _ in range(2)]
+        assert all(isinstance(conn._sock, ssl.SSLSocket) for conn in conns)
+        assert conns[0].ctx is conns[1].ctx
+        for conn in conns:
+            conn.close()
+        conns = [plain.get_connection() for _ in range(2)]
+        assert not any(isinstance(conn._sock, ssl.SSLSocket) for conn in conns)
+        assert conns[0].ctx is conns[1].ctx  # built once, unused: the server has no TLS
+        assert all(scalar(conn, "SELECT 1") == 1 for conn in conns)
+        for conn in conns:
+            conn.close()
+    finally:
+        for pool in pools:
+            pool.close()

@@ -50,15 +50,16 @@ _TLS_SETTINGS = (*_TLS_ARGS, "ssl_key_password")  # what the context is built fr
 
 class _SharedContexts:
     """One TLS context per pool and TLS setting, built by PyMySQL from the pool's settings
-    at the first connect and handed to every later one (``ssl=context``).
+    at the first connect and handed to every later one.
 
     PyMySQL builds a new ``SSLContext`` on every connect; loading a CA bundle (the system's,
     or a cloud provider's) takes tens of milliseconds each time, and a pool reopening many
     connections after a failover would pay it for each. The context is the same whatever
     the endpoint (the host name is checked per connection), with the verification PyMySQL
-    set up. Only where TLS is required: PyMySQL's "preferred" TLS (no TLS option, not
-    disabled) falls back to plain when the server has none, which a context passed as
-    ``ssl=`` would not.
+    set up. Where TLS is required it is passed as ``ssl=``; where it is only "preferred" (no
+    TLS option, not disabled: PyMySQL falls back to plain if the server has no TLS) the
+    connection is made without TLS and then given what PyMySQL's constructor would set
+    (``ssl``, ``_ssl_required``, ``ctx``), since ``ssl=`` would make TLS required.
     """
 
     def __init__(self) -> None:
@@ -68,17 +69,22 @@ class _SharedContexts:
 
     def connection(self, pool: Any, kwargs: dict[str, Any]) -> Connection:
         """An unconnected Connection for *kwargs*, with the pool's shared TLS context."""
-        if kwargs.get("ssl_disabled") or not any(kwargs.get(key) for key in _TLS_ARGS):
+        if kwargs.get("ssl_disabled"):
             return Connection(defer_connect=True, **kwargs)
         settings = tuple(kwargs.get(key) for key in _TLS_SETTINGS)
         built = self._built.get(pool)
-        if built is not None and built[0] == settings:
-            for key in _TLS_SETTINGS:
-                kwargs.pop(key, None)
+        if built is None or built[0] != settings:
+            conn = Connection(defer_connect=True, **kwargs)  # PyMySQL builds the context
+            if isinstance(getattr(conn, "ctx", None), ssl.SSLContext):
+                self._built[pool] = (settings, conn.ctx)
+            return conn
+        for key in _TLS_SETTINGS:
+            kwargs.pop(key, None)
+        if any(settings[: len(_TLS_ARGS)]):  # TLS required
             return Connection(defer_connect=True, ssl=built[1], **kwargs)
-        conn = Connection(defer_connect=True, **kwargs)  # PyMySQL builds the context
-        if isinstance(getattr(conn, "ctx", None), ssl.SSLContext):
-            self._built[pool] = (settings, conn.ctx)
+        kwargs["ssl_disabled"] = True  # then, what PyMySQL sets up for "preferred" TLS:
+        conn = Connection(defer_connect=True, **kwargs)
+        conn.ssl, conn._ssl_required, conn.ctx = True, False, built[1]
         return conn
 
 
