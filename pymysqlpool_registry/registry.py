@@ -175,24 +175,23 @@ class Registry:
         self.config(name)  # unknown name: the error, before any bookkeeping
         with self._lock:
             building = self._building.setdefault(key, threading.Lock())
-        with building:
+        with building:  # the retries below run after it is released: it is not reentrant
             pool = self._pools.get(key)
             if pool is not None:
                 return pool
             settings = self._settings.get(name)
-            if settings is None:  # removed meanwhile
-                return self.get(name, role)
-            config = apply_defaults(settings.config, settings.explicit, self.manager.packs)
-            if role is not None:
-                config = attrs.evolve(config, role=_ROLES[role])
-            label = name if role is None else f"{name}[{role}]"
-            pool = ConnectionPool(config, name=label, manager=self.manager)
-            with self._lock:
-                if self._settings.get(name) is settings:
-                    self._pools[key] = pool
-                    return pool
-            pool.close()  # replaced or removed while it was being built
-            return self.get(name, role)
+            if settings is not None:
+                config = apply_defaults(settings.config, settings.explicit, self.manager.packs)
+                if role is not None:
+                    config = attrs.evolve(config, role=_ROLES[role])
+                label = name if role is None else f"{name}[{role}]"
+                pool = ConnectionPool(config, name=label, manager=self.manager)
+                with self._lock:
+                    if self._settings.get(name) is settings:
+                        self._pools[key] = pool
+                        return pool
+                pool.close()  # replaced or removed while it was being built
+        return self.get(name, role)  # removed (UnknownPoolError) or replaced meanwhile
 
     def config(self, name: str) -> PoolConfig:
         """The config pool *name* is built with: as registered, packs' defaults filling the rest."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pymysql
@@ -19,11 +19,12 @@ from pymysqlpool_registry import (
     Endpoint,
     GetConnectionFromPoolError,
     PluginError,
+    PoolClosedError,
     PoolConfig,
     Registry,
     hookimpl,
 )
-from pymysqlpool_registry.testing import entry, wait_until
+from pymysqlpool_registry.testing import WAIT_LIMIT, entry, wait_until
 from pymysqlpool_registry.throwaway import ThrowawayServer
 
 READ_ONLY_ERROR = pymysql.err.OperationalError(1290, "The server is running with --read-only")
@@ -240,45 +241,89 @@ def test_endpoints_from_one_comma_separated_string() -> None:
     assert [str(e) for e in config.endpoints] == ["db1:3307", "db2:3306", "::1:3308"]
 
 
-def test_registry_get_builds_from_the_settings_current_when_it_builds(
-    registry: Registry,
-) -> None:
-    """A register(replace=True) while another thread waits to build the same pool: the pool
-    cached is built from the new settings."""
-    registry.register("orders", host="old-db", user="app", min_size=0)
-    busy = registry._building.setdefault(("orders", "write"), threading.Lock())
-    built: dict[str, ConnectionPool] = {}
-    with busy:  # another thread is building this pool
-        waiter = threading.Thread(
-            target=lambda: built.update(pool=registry.get("orders", role="write"))
-        )
-        waiter.start()
-        time.sleep(0.2)  # the waiter is past its checks, blocked on the build lock
-        registry.register("orders", host="new-db", user="app", min_size=0, replace=True)
-    waiter.join(5)
-    assert built["pool"].config.host == "new-db"
-    assert registry.get("orders", role="write") is built["pool"]
+class HoldFirstConnect:
+    """Plugin: the first connect any pool makes waits until released, so a test can act
+    while a registry is building a pool (min_size=1 connects during the build)."""
+
+    def __init__(self) -> None:
+        self.building = threading.Event()
+        self.release = threading.Event()
+        self.pools: list[ConnectionPool] = []
+
+    @hookimpl(tryfirst=True)
+    def pymysqlpool_create_connection(self, pool: ConnectionPool) -> None:
+        self.pools.append(pool)
+        if len(self.pools) == 1:
+            self.building.set()
+            assert self.release.wait(WAIT_LIMIT)
+        # returning None: the default plugin connects
 
 
-def test_registry_get_of_a_name_removed_meanwhile_says_unknown(registry: Registry) -> None:
-    registry.register("orders", host="db", user="app", min_size=0)
-    busy = registry._building.setdefault(("orders", "read"), threading.Lock())
-    errors: list[BaseException] = []
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run *call* in a started thread; the list gets its result or exception."""
+    outcome: list[Any] = []
 
-    def get() -> None:
+    def run() -> None:
         try:
-            registry.get("orders", role="read")
+            outcome.append(call())
         except Exception as exc:  # noqa: BLE001 - the test looks at it
-            errors.append(exc)
+            outcome.append(exc)
 
-    with busy:
-        waiter = threading.Thread(target=get)
-        waiter.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_registry_get_builds_from_the_settings_current_when_it_builds(
+    server: ThrowawayServer,
+) -> None:
+    """A register(replace=True) while one thread builds the pool and another waits for it:
+    both get the pool built from the new settings; the one built from the old is closed."""
+    hold = HoldFirstConnect()
+    registry = Registry(plugins=[hold], load_entrypoints=False)
+    try:
+        registry.register("orders", **server.connect_kwargs(), min_size=1)
+        first, first_got = in_thread(lambda: registry.get("orders", role="write"))
+        assert hold.building.wait(WAIT_LIMIT)  # the first thread is building the pool
+        second, second_got = in_thread(lambda: registry.get("orders", role="write"))
+        time.sleep(0.2)  # the second thread waits for that build
+        kwargs = server.connect_kwargs(database="test")
+        registry.register("orders", **kwargs, min_size=1, replace=True)
+        hold.release.set()
+        first.join(WAIT_LIMIT)
+        second.join(WAIT_LIMIT)
+        [pool], [again] = first_got, second_got
+        assert pool is again is registry.get("orders", role="write")
+        assert pool.config.database == "test"
+        old = hold.pools[0]
+        assert old is not pool
+        with pytest.raises(PoolClosedError):
+            old.get_connection(timeout=0)
+    finally:
+        hold.release.set()
+        registry.close_all()
+
+
+def test_registry_get_of_a_name_removed_meanwhile_says_unknown(server: ThrowawayServer) -> None:
+    hold = HoldFirstConnect()
+    registry = Registry(plugins=[hold], load_entrypoints=False)
+    try:
+        registry.register("orders", **server.connect_kwargs(), min_size=1)
+        first, first_got = in_thread(lambda: registry.get("orders", role="read"))
+        assert hold.building.wait(WAIT_LIMIT)
+        second, second_got = in_thread(lambda: registry.get("orders", role="read"))
         time.sleep(0.2)
         registry.remove("orders")
-    waiter.join(5)
-    assert [type(e).__name__ for e in errors] == ["UnknownPoolError"]
-    assert registry.stats() == {}
+        hold.release.set()
+        first.join(WAIT_LIMIT)
+        second.join(WAIT_LIMIT)
+        assert [type(e).__name__ for e in (*first_got, *second_got)] == ["UnknownPoolError"] * 2
+        assert registry.stats() == {}
+        with pytest.raises(PoolClosedError):
+            hold.pools[0].get_connection(timeout=0)
+    finally:
+        hold.release.set()
+        registry.close_all()
 
 
 def test_set_endpoints_replaces_the_list_at_run_time(
