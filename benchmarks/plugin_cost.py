@@ -47,7 +47,6 @@ def main() -> int:
         "+ Prometheus": [PrometheusMetrics(registry=CollectorRegistry())],
     }
     with ThrowawayServer() as server:
-        server.start()
         registries = {name: Registry(plugins=given) for name, given in plugins.items()}
         loops: dict[str, Callable[[], None]] = {}
         for name, registry in registries.items():

@@ -84,7 +84,6 @@ def main() -> int:
         f"--ssl-key={write(folder, 'key.pem', cert.private_key_pem.bytes())}",
     ]
     with ThrowawayServer(extra_args=server_args) as server:
-        server.start()
         base = {"host": "127.0.0.1", "port": server.port, "user": "root"}
 
         def pool(**tls: Any) -> ConnectionPool:

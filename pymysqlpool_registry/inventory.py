@@ -92,12 +92,10 @@ class Inventory:
                 return conn
         return None
 
-    def take(self, first: bool) -> Connection | None:
-        """Under the lock: what :meth:`checkout` does."""
+    def take(self) -> Connection | None:
+        """Under the lock: what :meth:`checkout` does on a later try (no request counted)."""
         if self.closed:
             raise PoolClosedError(0, f"pool({self._pool.name}) is closed")
-        if first:
-            self.counts["requests"] += 1
         if self.idle:
             conn = self.take_idle()
             self.mark(conn, CHECKOUT)

@@ -220,7 +220,7 @@ class ConnectionPool:
         """
         inventory = self._inventory
         with inventory.lock:
-            conn = inventory.take(first=False)
+            conn = inventory.take()
             if conn is not None:
                 return conn, False
             slot = inventory.line.reserve(monotonic())

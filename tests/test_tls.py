@@ -46,7 +46,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def tls_server(pki: dict[str, str]) -> Iterator[ThrowawayServer]:
     args = [f"--ssl-ca={pki['ca']}", f"--ssl-cert={pki['cert']}", f"--ssl-key={pki['key']}"]
     with ThrowawayServer(extra_args=args) as srv:
-        srv.start()
         yield srv
 
 
